@@ -1,0 +1,154 @@
+"""`sparsecircuits` command line: a thin layer over the Python API.
+
+Bad input ends with one line on stderr and exit code 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from .. import api
+from ..atomic import atomic_write_text
+from ..config_io import from_dict, load_json, to_dict
+from ..errors import UserError
+from ..training.config import RunConfig
+from ..training.checkpoint import CHECKPOINT
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    if not resume and out.is_dir() and ((out / "config.json").exists() or (out / CHECKPOINT).exists()):
+        raise UserError(f"{out} already holds a model or checkpoint: pass --resume or choose another --out")
+
+
+def _train_overrides(args) -> dict:
+    keys = ("steps", "batch_size", "lr", "seed", "device", "autocast", "checkpoint_every")
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def cmd_train(args) -> None:
+    run = load_json(RunConfig, args.config) if args.config else RunConfig()
+    train = to_dict(run.train) | _train_overrides(args)
+    if args.density is not None:
+        train["density"] = args.density
+    model = to_dict(run.model) | ({"afrac": args.afrac} if args.afrac is not None else {})
+    run = from_dict(RunConfig, {**to_dict(run), "model": model, "train": train})
+    init = None
+    if args.init_from:
+        init = api.load(args.init_from)
+        if init.cfg != run.model:
+            raise UserError(f"--init-from {args.init_from} has a different model config than the run")
+        run = replace(run, init_from=str(Path(args.init_from).resolve()))
+    _check_out(Path(args.out), args.resume)
+    api.train(run, args.out, resume=args.resume, progress=not args.quiet, init=init)
+    print(f"saved model to {args.out}")
+
+
+def cmd_sparsify(args) -> None:
+    _check_out(Path(args.out), args.resume)
+    overrides = _train_overrides(args)
+    if args.distill_weight is not None:
+        overrides["distill_weight"] = args.distill_weight
+    api.sparsify(args.base, args.density, args.out, resume=args.resume, progress=not args.quiet, **overrides)
+    print(f"saved sparse model to {args.out}")
+
+
+def cmd_eval(args) -> None:
+    report = api.evaluate(args.model, device=args.device or "cpu")
+    print(format_report(report))
+    if args.json:
+        atomic_write_text(Path(args.json), json.dumps(report, indent=2) + "\n")
+
+
+def format_report(report: dict) -> str:
+    """A readable report: accuracy, totals, then nonzeros per matrix with one column per layer."""
+    lines = [f"model {report['model']}"]
+    if "accuracy" in report:
+        lines.append(f"  exact match {report['accuracy']:.2%} on {report['n_problems']} held-out problems, "
+                     f"answer loss {report['answer_loss']:.4f}")
+    lines.append(f"  nonzero weights {report['nonzero_weights']:,} of {report['sparsified_weights']:,} "
+                 f"(density {report['density']:.5f} = 1/{1 / max(report['density'], 1e-12):.1f})")
+    rows: dict[str, dict[str, str]] = {}
+    for name, v in report["per_tensor"].items():
+        layer, kind = (name.split(".")[1], name.split(".", 2)[2]) if name.startswith("blocks.") else ("-", name)
+        rows.setdefault(kind, {})[layer] = f"{v['nonzero']:,}/{v['numel']:,}"
+    layers = sorted({l for r in rows.values() for l in r if l != "-"}, key=int)
+    width = max(len(k) for k in rows)
+    cell = max(len(c) for r in rows.values() for c in r.values())
+    lines.append("    " + " " * width + "".join(f"  {'layer ' + l:>{cell}}" for l in layers))
+    for kind, r in rows.items():
+        cells = [r["-"]] if "-" in r else [r.get(l, "") for l in layers]
+        lines.append(f"    {kind:<{width}}" + "".join(f"  {c:>{cell}}" for c in cells))
+    return "\n".join(lines)
+
+
+def cmd_demo(args) -> None:
+    from .demo import run_demo
+    run_demo(Path(args.out), quick=args.quick, progress=not args.quiet)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="sparsecircuits", description="Weight-sparse transformers and their circuits.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    d = sub.add_parser("demo", help="train a dense addition model, sparsify it, report both")
+    d.add_argument("--out", default="demo", help="output folder (default: demo)")
+    d.add_argument("--quick", action="store_true", help="a few steps only, to check the pipeline runs")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
+    d.set_defaults(func=cmd_demo)
+
+    def common(sp, density_required=False):
+        sp.add_argument("--out", required=True, help="output model directory")
+        sp.add_argument("--density", type=float, required=density_required,
+                        help="fraction of sparsified weights kept, in (0, 1]")
+        sp.add_argument("--steps", type=int)
+        sp.add_argument("--batch-size", type=int)
+        sp.add_argument("--lr", type=float)
+        sp.add_argument("--seed", type=int)
+        sp.add_argument("--checkpoint-every", type=int)
+        sp.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
+        sp.add_argument("--autocast", choices=["bf16", "none"])
+        sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    t = sub.add_parser("train", help="train a model (weight-sparse when --density < 1)")
+    t.add_argument("--config", help="run config JSON: {\"model\": {...}, \"data\": {...}, \"train\": {...}}")
+    t.add_argument("--afrac", type=float, help="AbsTopK fraction of activations kept")
+    t.add_argument("--init-from", help="model directory whose weights start the run")
+    common(t)
+    t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("sparsify", help="sparsity-regularised finetuning of a dense model")
+    s.add_argument("base", help="the dense base model directory")
+    s.add_argument("--distill-weight", type=float, help="weight of KL(base || model) (default 1)")
+    common(s, density_required=True)
+    s.set_defaults(func=cmd_sparsify)
+
+    e = sub.add_parser("eval", help="accuracy and sparsity of a model")
+    e.add_argument("model", help="model directory")
+    e.add_argument("--json", help="also write the report to this JSON file")
+    e.add_argument("--device", help="cpu (default), cuda, auto")
+    e.set_defaults(func=cmd_eval)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        args.func(args)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0

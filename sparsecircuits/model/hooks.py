@@ -1,0 +1,60 @@
+"""Named hook points (METHOD 2): record or replace any activation during a forward pass.
+
+Every activation the model computes passes through `HookPoints.__call__(name, x)`. With no hook
+registered that call is one empty-dict test, so unused hooks cost nothing measurable.
+A hook is `fn(x, name) -> tensor | None`; returning a tensor replaces the activation.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from ..errors import UserError
+
+LAYER_HOOKS = ("resid_in", "attn.act_in", "attn.q", "attn.k", "attn.v", "attn.y", "attn.resid_delta",
+               "resid_mid", "mlp.act_in", "mlp.post_act", "mlp.resid_delta")
+
+# The 8 prunable node locations (METHOD 2); a node is `{layer}.{location}[{channel}]`.
+NODE_LOCATIONS = ("attn.act_in", "attn.q", "attn.k", "attn.v", "attn.resid_delta",
+                  "mlp.act_in", "mlp.post_act", "mlp.resid_delta")
+
+HookFn = Callable[[torch.Tensor, str], "torch.Tensor | None"]
+
+
+def hook_names(n_layer: int) -> list[str]:
+    """All hook names of a model with `n_layer` layers, in forward order."""
+    return [f"{i}.{h}" for i in range(n_layer) for h in LAYER_HOOKS] + ["final_resid"]
+
+
+def node_name(layer: int, location: str, channel: int) -> str:
+    return f"{layer}.{location}[{channel}]"
+
+
+class HookPoints:
+    """The registry a model and its blocks share; not a Module, so it holds no state dict."""
+
+    def __init__(self, names: list[str]):
+        self.names = names
+        self._known = frozenset(names)
+        self.fns: dict[str, list[HookFn]] = {}
+
+    def __call__(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if self.fns:
+            for fn in self.fns.get(name, ()):
+                out = fn(x, name)
+                if out is not None:
+                    x = out
+        return x
+
+    def add(self, name: str, fn: HookFn) -> None:
+        if name not in self._known:
+            raise UserError(f"unknown hook name '{name}' (e.g. '0.attn.q', '1.mlp.post_act', 'final_resid')")
+        self.fns.setdefault(name, []).append(fn)
+
+    def remove(self, name: str, fn: HookFn) -> None:
+        fns = self.fns.get(name, [])
+        if fn in fns:
+            fns.remove(fn)
+        if not fns:
+            self.fns.pop(name, None)

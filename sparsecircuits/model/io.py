@@ -1,0 +1,67 @@
+"""A model directory is `config.json` + `model.safetensors`; save atomically, load with clear errors."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..atomic import atomic_path, atomic_write_text
+from ..config_io import load_json, to_dict
+from ..errors import UserError
+from .config import ModelConfig
+from .transformer import SparseTransformer
+
+CONFIG, WEIGHTS = "config.json", "model.safetensors"
+
+
+def save_model(model: SparseTransformer, path: str | Path, extra: dict | None = None) -> None:
+    """Write weights, config and any `extra` {filename: JSON-able} into directory `path`."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    with atomic_path(path / WEIGHTS) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "sparsecircuits"})
+    for name, obj in (extra or {}).items():
+        atomic_write_text(path / name, json.dumps(obj, indent=2) + "\n")
+    atomic_write_text(path / CONFIG, json.dumps(to_dict(model.cfg), indent=2) + "\n")
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise UserError(f"missing {path.name} in {path.parent}") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0]})") from None
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> SparseTransformer:
+    """Load a model directory written by `save_model`; raise UserError naming what is wrong."""
+    path = Path(path)
+    if not path.is_dir():
+        raise UserError(f"model directory {path} does not exist")
+    cfg = load_json(ModelConfig, path / CONFIG)
+    model = SparseTransformer(cfg)
+    assign_state(model, load_state(path / WEIGHTS), source=str(path / WEIGHTS))
+    return model.to(device).eval()
+
+
+def assign_state(model: SparseTransformer, state: dict[str, torch.Tensor], source: str) -> None:
+    """Copy `state` into `model`, naming missing, unexpected and mis-shaped tensors."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shaped = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
+    problems = []
+    if missing:
+        problems.append("missing " + ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else ""))
+    if unexpected:
+        problems.append("unexpected " + ", ".join(unexpected[:5]) + (" ..." if len(unexpected) > 5 else ""))
+    if shaped:
+        problems.append("mis-shaped " + ", ".join(f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in shaped[:5]))
+    if problems:
+        raise UserError(f"{source} does not match its config: " + "; ".join(problems))
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})

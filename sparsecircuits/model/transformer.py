@@ -1,0 +1,186 @@
+"""The weight-sparse GPT (METHOD 1), written to be read top to bottom like nanoGPT's model.py.
+
+Hook names follow METHOD 2: `{layer}.attn.q`, `{layer}.mlp.post_act`, `final_resid`, ...
+AbsTopK acts before the hook at its location, so hooks see what the next layer reads.
+"""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+from .hooks import HookPoints, hook_names
+
+
+def abs_topk(x: torch.Tensor, k: int | None) -> torch.Tensor:
+    """Keep the k entries of largest magnitude along the last dim, zero the rest (k=None: identity)."""
+    if k is None or k >= x.shape[-1]:
+        return x
+    idx = x.abs().topk(k, dim=-1, sorted=False).indices
+    return torch.zeros_like(x).scatter(-1, idx, x.gather(-1, idx))
+
+
+def make_norm(cfg: ModelConfig) -> nn.Module:
+    if cfg.norm == "rmsnorm":
+        return nn.RMSNorm(cfg.d_model, eps=1e-5)
+    if cfg.norm == "layernorm":
+        return nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+    return nn.Identity()
+
+
+class Attention(nn.Module):
+    """Causal multi-head attention with decoupled d_head and an optional per-head sink logit."""
+
+    def __init__(self, cfg: ModelConfig, layer: int, hooks: HookPoints):
+        super().__init__()
+        self.cfg, self.hooks, self.p = cfg, hooks, f"{layer}.attn."
+        self.c_attn = nn.Linear(cfg.d_model, 3 * cfg.d_attn, bias=cfg.bias)  # q, k, v stacked
+        self.c_proj = nn.Linear(cfg.d_attn, cfg.d_model, bias=cfg.bias)
+        # exp(sink_logit[h]) joins head h's softmax denominator: a key slot with zero key and value.
+        self.sink_logit = nn.Parameter(torch.zeros(cfg.n_head)) if cfg.sink else None
+        self.k = {loc: cfg.abstopk_k(f"attn_{loc}") for loc in ("q", "k", "v", "out")}
+        self.register_buffer("causal", torch.ones(cfg.block_size, cfg.block_size).triu(1).bool(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        H, D, hook, p = self.cfg.n_head, self.cfg.d_head, self.hooks, self.p
+        q, k, v = self.c_attn(x).split(self.cfg.d_attn, dim=-1)
+        q = hook(p + "q", abs_topk(q, self.k["q"])).view(B, T, H, D).transpose(1, 2)
+        k = hook(p + "k", abs_topk(k, self.k["k"])).view(B, T, H, D).transpose(1, 2)
+        v = hook(p + "v", abs_topk(v, self.k["v"])).view(B, T, H, D).transpose(1, 2)
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(D)
+        scores = scores.masked_fill(self.causal[:T, :T], float("-inf"))
+        if self.sink_logit is not None:
+            sink = self.sink_logit.to(scores.dtype).view(1, H, 1, 1).expand(B, H, T, 1)
+            att = torch.softmax(torch.cat([sink, scores], dim=-1), dim=-1)[..., 1:]
+        else:
+            att = torch.softmax(scores, dim=-1)
+        y = (att.to(v.dtype) @ v).transpose(1, 2).reshape(B, T, H * D)
+        y = hook(p + "y", y)
+        return abs_topk(self.c_proj(y), self.k["out"])
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int, hooks: HookPoints):
+        super().__init__()
+        self.hooks, self.p = hooks, f"{layer}.mlp."
+        self.c_fc = nn.Linear(cfg.d_model, cfg.d_mlp, bias=cfg.bias)
+        self.act = nn.GELU() if cfg.activation == "gelu" else nn.ReLU()
+        self.c_proj = nn.Linear(cfg.d_mlp, cfg.d_model, bias=cfg.bias)
+        self.k_neuron, self.k_out = cfg.abstopk_k("mlp_neuron"), cfg.abstopk_k("mlp_out")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.hooks(self.p + "post_act", abs_topk(self.act(self.c_fc(x)), self.k_neuron))
+        return abs_topk(self.c_proj(h), self.k_out)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int, hooks: HookPoints):
+        super().__init__()
+        self.hooks, self.p = hooks, f"{layer}."
+        self.ln_1, self.ln_2 = make_norm(cfg), make_norm(cfg)
+        self.attn, self.mlp = Attention(cfg, layer, hooks), MLP(cfg, layer, hooks)
+        self.k_attn_in, self.k_mlp_in = cfg.abstopk_k("attn_in"), cfg.abstopk_k("mlp_in")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hook, p = self.hooks, self.p
+        x = hook(p + "resid_in", x)
+        a = hook(p + "attn.act_in", abs_topk(self.ln_1(x), self.k_attn_in))
+        x = x + hook(p + "attn.resid_delta", self.attn(a))
+        x = hook(p + "resid_mid", x)
+        m = hook(p + "mlp.act_in", abs_topk(self.ln_2(x), self.k_mlp_in))
+        return x + hook(p + "mlp.resid_delta", self.mlp(m))
+
+
+class SparseTransformer(nn.Module):
+    """Decoder-only transformer: LongTensor (batch, positions) -> logits (batch, positions, vocab)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.hooks = HookPoints(hook_names(cfg.n_layer))
+        self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.wpe = nn.Embedding(cfg.block_size, cfg.d_model) if cfg.pos_emb == "learned" else None
+        self.blocks = nn.ModuleList(Block(cfg, i, self.hooks) for i in range(cfg.n_layer))
+        self.ln_f = make_norm(cfg)
+        self.lm_head = None if cfg.tied else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.bigram = nn.Parameter(torch.zeros(cfg.vocab_size, cfg.vocab_size)) if cfg.bigram else None
+        if cfg.final_logit_bias:
+            self.register_buffer("final_logits_bias", torch.zeros(cfg.vocab_size))
+        else:
+            self.final_logits_bias = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """N(0, 0.02); output projections N(0, 0.02 / sqrt(2 n_layer)); biases, bigram, sinks 0."""
+        for name, p in self.named_parameters():
+            if "ln_" in name and name.endswith(".weight"):
+                continue  # norm scales start at 1
+            if name.endswith("c_proj.weight"):
+                nn.init.normal_(p, 0.0, 0.02 / math.sqrt(2 * self.cfg.n_layer))
+            elif p.dim() == 2 and name != "bigram":
+                nn.init.normal_(p, 0.0, 0.02)
+            else:
+                nn.init.zeros_(p)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        T = idx.shape[1]
+        if T > self.cfg.block_size:
+            raise ValueError(f"sequence of {T} tokens exceeds block_size {self.cfg.block_size}")
+        x = self.wte(idx)
+        if self.wpe is not None:
+            x = x + self.wpe.weight[:T]
+        for block in self.blocks:
+            x = block(x)
+        x = self.ln_f(self.hooks("final_resid", x))
+        logits = self.lm_head(x) if self.lm_head is not None else F.linear(x, self.wte.weight)
+        if self.bigram is not None:
+            logits = logits + self.bigram[idx]
+        if self.final_logits_bias is not None:
+            logits = logits + self.final_logits_bias
+        return logits
+
+    # ---- hooks ---------------------------------------------------------------------------------
+    @property
+    def hook_names(self) -> list[str]:
+        return self.hooks.names
+
+    @contextmanager
+    def hooked(self, hooks):
+        """Register `{name: fn}` or `[(name, fn), ...]` for the duration of a `with` block."""
+        pairs = list(hooks.items()) if isinstance(hooks, dict) else list(hooks)
+        added = []
+        try:
+            for name, fn in pairs:
+                self.hooks.add(name, fn)
+                added.append((name, fn))
+            yield self
+        finally:
+            for name, fn in added:
+                self.hooks.remove(name, fn)
+
+    def run_with_hooks(self, idx: torch.Tensor, fwd_hooks) -> torch.Tensor:
+        with self.hooked(fwd_hooks):
+            return self(idx)
+
+    def run_with_cache(self, idx: torch.Tensor, names=None, detach: bool = True):
+        """Forward pass that also returns `{hook name: activation}` for `names` (default: all)."""
+        cache: dict[str, torch.Tensor] = {}
+
+        def record(x, name):
+            cache[name] = x.detach() if detach else x
+
+        with self.hooked([(n, record) for n in (names if names is not None else self.hook_names)]):
+            logits = self(idx)
+        return logits, cache
+
+    # ---- persistence ---------------------------------------------------------------------------
+    def save(self, path: str | Path, extra: dict | None = None) -> None:
+        """Write `config.json` + `model.safetensors` (+ extra JSON files) atomically into `path`."""
+        from .io import save_model
+        save_model(self, path, extra)

@@ -1,0 +1,6 @@
+from .config import DataConfig, RunConfig, TrainConfig
+from .evaluate import addition_report, sparsity_report
+from .trainer import Trainer, make_data, resolve_device
+
+__all__ = ["DataConfig", "RunConfig", "TrainConfig", "addition_report", "sparsity_report", "Trainer",
+           "make_data", "resolve_device"]

@@ -1,0 +1,64 @@
+"""Run configuration: model + data + optimisation, one JSON object ({"model", "data", "train"})."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..errors import UserError
+from ..model.config import ModelConfig
+from ..sparsity.projection import check_density
+
+
+@dataclass
+class DataConfig:
+    kind: str = "addition"
+    n_digits: int = 2
+    answer_digits: int = 0      # 0 = 2 * n_digits + 1
+    seed: int = 0
+    n_test: int = 1000
+
+    def __post_init__(self):
+        if self.kind != "addition":
+            raise UserError(f"unknown data kind {self.kind!r} (known: addition)")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-2
+    warmup_frac: float = 0.01
+    weight_decay: float = 0.1        # decoupled, applied after the top-k projection
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 0.1
+    grad_rms_norm: bool = True       # rescale gradients to global RMS 1 every step
+    density: float = 1.0             # target fraction of sparsified weights kept; 1 = dense
+    anneal_start: float = 0.01       # L0 annealing window, as fractions of training
+    anneal_end: float = 0.5
+    min_per_neuron: int = 4
+    vector_density: str = "sqrt"     # embeddings and biases keep sqrt(density) ("same": density)
+    distill_weight: float = 0.0      # weight of KL(teacher || model), sparsity-finetuning only
+    seed: int = 0
+    checkpoint_every: int = 500
+    autocast: str = "bf16"           # bf16 | none
+    device: str = "auto"             # auto | cpu | cuda | cuda:N
+
+    def __post_init__(self):
+        check_density(self.density)
+        for name in ("steps", "batch_size", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise UserError(f"train config '{name}' must be >= 1, got {getattr(self, name)}")
+        if not 0 <= self.anneal_start <= self.anneal_end <= 1:
+            raise UserError("anneal_start and anneal_end must satisfy 0 <= start <= end <= 1")
+        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0 or self.distill_weight < 0:
+            raise UserError("lr and eps must be > 0; weight_decay and distill_weight >= 0")
+        if self.autocast not in ("bf16", "none"):
+            raise UserError(f"autocast must be bf16 or none, got {self.autocast!r}")
+        self.betas = tuple(self.betas)
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    init_from: str = ""              # a model directory to start from (sparsity-finetuning)

@@ -1,0 +1,37 @@
+"""What a user asks of a trained model: task accuracy and how sparse it is."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..sparsity.projection import sparsified_parameters
+
+
+@torch.no_grad()
+def sparsity_report(model: torch.nn.Module) -> dict:
+    """Nonzero entries per sparsified tensor, in total, and the density they make."""
+    per = {n: {"nonzero": int((p != 0).sum()), "numel": p.numel()} for n, p in sparsified_parameters(model)}
+    nonzero = sum(v["nonzero"] for v in per.values())
+    numel = sum(v["numel"] for v in per.values())
+    return {"nonzero_weights": nonzero, "sparsified_weights": numel, "density": nonzero / numel, "per_tensor": per}
+
+
+@torch.no_grad()
+def addition_report(model: torch.nn.Module, data, device="cpu") -> dict:
+    """Exact match (all answer digits right under greedy decoding) and answer loss on held-out problems.
+
+    For a fixed-length answer, greedy decoding is right exactly when every teacher-forced argmax is
+    right (the first wrong digit is the same in both), so one forward pass per batch suffices.
+    """
+    model.eval()
+    correct, total, loss_sum, tokens = 0, 0, 0.0, 0
+    for x, y in data.test_batches():
+        x, y = x.to(device), y.to(device)
+        logits = model(x).float()
+        scored = y != -1
+        right = (logits.argmax(-1) == y) | ~scored
+        correct += int(right.all(dim=1).sum())
+        total += x.shape[0]
+        loss_sum += float(F.cross_entropy(logits[scored], y[scored], reduction="sum"))
+        tokens += int(scored.sum())
+    return {"accuracy": correct / total, "answer_loss": loss_sum / tokens, "n_problems": total}

@@ -1,0 +1,157 @@
+"""The training loop of METHOD 3 (and, with a teacher, the sparsity-finetuning of METHOD 4).
+
+One step: forward (bf16 autocast by default) -> loss (+ distillation) -> backward -> gradient RMS
+normalisation -> Adam -> exact top-k projection at the annealed density -> decoupled weight decay.
+Batches are a pure function of (seed, step) and the projection is exact, so a run resumed from a
+checkpoint ends with the same weights as one never interrupted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from ..config_io import to_dict
+from ..data.addition import AdditionData
+from ..errors import UserError
+from ..model.transformer import SparseTransformer
+from ..sparsity.projection import TopKProjector, sparsified_parameters
+from ..sparsity.schedule import density_at, lr_at
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import RunConfig
+from .optim import decay_weights, make_adam, normalize_grad_rms
+
+RUN_FILE = "run.json"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda requested but no CUDA GPU is available")
+    return device
+
+
+def make_data(run: RunConfig) -> AdditionData:
+    d = run.data
+    data = AdditionData(n_digits=d.n_digits, answer_digits=d.answer_digits, seed=d.seed, n_test=d.n_test)
+    if data.seq_len - 1 > run.model.block_size:
+        raise UserError(f"block_size {run.model.block_size} is shorter than the {data.seq_len - 1}-token inputs")
+    if data.tokenizer.vocab_size > run.model.vocab_size:
+        raise UserError(f"vocab_size {run.model.vocab_size} < the tokenizer's {data.tokenizer.vocab_size} tokens")
+    return data
+
+
+@dataclass
+class StepResult:
+    loss: float
+    density: float
+    lr: float
+
+
+class Trainer:
+    """Trains `run.model` on `run.data` into directory `out` (checkpoints in `out/checkpoint`)."""
+
+    def __init__(self, run: RunConfig, out: str | Path, init: SparseTransformer | None = None,
+                 teacher: SparseTransformer | None = None, progress: bool = True):
+        self.run, self.out, self.progress = run, Path(out), progress
+        t = run.train
+        self.device = resolve_device(t.device)
+        self.data = make_data(run)
+        torch.manual_seed(t.seed)
+        self.model = SparseTransformer(run.model)
+        if init is not None:
+            self.model.load_state_dict(init.state_dict())
+        self.model.to(self.device).train()
+        self.teacher = teacher.to(self.device).eval() if teacher is not None else None
+        if t.distill_weight > 0 and self.teacher is None:
+            raise UserError("distill_weight > 0 needs a teacher model (sparsify from a base model)")
+        self.params = list(self.model.parameters())
+        self.decayed = [p for n, p in self.model.named_parameters() if p.dim() == 2 and n != "bigram"]
+        self.opt = make_adam(self.params, t.lr, t.betas, t.eps)
+        self.projector = (TopKProjector(sparsified_parameters(self.model), t.min_per_neuron, t.vector_density)
+                          if t.density < 1 else None)
+        self.step, self.history = 0, []
+
+    def density(self, step: int) -> float:
+        t = self.run.train
+        return density_at(step, t.steps, t.density, t.anneal_start, t.anneal_end)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        t = self.run.train
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.autocast == "bf16"):
+            logits = self.model(x)
+        logits = logits.float()
+        scored = y != -1
+        loss = F.cross_entropy(logits[scored], y[scored])
+        if self.teacher is not None and t.distill_weight > 0:
+            with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.autocast == "bf16"):
+                target = self.teacher(x)
+            kl = F.kl_div(F.log_softmax(logits[scored], -1), F.log_softmax(target.float()[scored], -1),
+                          log_target=True, reduction="batchmean")
+            loss = loss + t.distill_weight * kl
+        return loss
+
+    def train_step(self, step: int) -> StepResult:
+        t = self.run.train
+        density = self.density(step)
+        lr = lr_at(step, t.steps, t.lr, t.warmup_frac, density, t.density)
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        x, y = (v.to(self.device) for v in self.data.train_batch(step, t.batch_size))
+        loss = self.loss(x, y)
+        loss.backward()
+        if t.grad_rms_norm:
+            normalize_grad_rms(self.params)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        if self.projector is not None:
+            self.projector.project(density)
+        decay_weights(self.decayed, lr, t.weight_decay)
+        return StepResult(loss.detach(), density, lr)
+
+    def resume(self) -> bool:
+        """Continue from `out/checkpoint` if there is one; refuse a checkpoint of another run."""
+        state = load_checkpoint(self.out, self.model, self.opt)
+        if state is None:
+            return False
+        if state.get("run") != to_dict(self.run):
+            raise UserError(f"the checkpoint in {self.out} was made with a different configuration")
+        self.step, self.history = state["step"], state.get("history", [])
+        return True
+
+    def checkpoint(self) -> None:
+        save_checkpoint(self.out, self.model, self.opt,
+                        {"step": self.step, "run": to_dict(self.run), "history": self.history})
+
+    def fit(self) -> SparseTransformer:
+        t = self.run.train
+        bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, desc=f"train -> {self.out.name}",
+                   dynamic_ncols=True)
+        log_every = max(1, t.steps // 100)
+        while self.step < t.steps:
+            r = self.train_step(self.step)
+            self.step += 1
+            if self.step % log_every == 0 or self.step == t.steps:
+                self.history.append({"step": self.step, "loss": float(r.loss), "density": r.density, "lr": r.lr})
+                bar.set_postfix(loss=f"{float(r.loss):.4f}", density=f"{r.density:.4f}")
+            bar.update(1)
+            if self.step % t.checkpoint_every == 0 and self.step < t.steps:
+                self.checkpoint()
+        bar.close()
+        self.save()
+        return self.model
+
+    def save(self) -> None:
+        """The final model directory: weights, config, tokenizer, run config and loss history."""
+        self.model.eval()
+        self.model.save(self.out, extra={RUN_FILE: to_dict(self.run), "train_log.json": self.history})
+        self.data.tokenizer.save(self.out)
+        self.checkpoint()

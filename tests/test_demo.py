@@ -1,0 +1,21 @@
+import json
+
+from sparsecircuits.cli import main
+
+
+def test_quick_demo_writes_a_complete_summary_and_resumes(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--quiet", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("base", "sparse"):
+        for field in ("accuracy", "nonzero_weights", "density", "path", "per_tensor"):
+            assert field in summary[key], (key, field)
+        assert (out / key / "model.safetensors").exists()
+    assert summary["base"]["density"] == 1.0
+    assert summary["sparse"]["density"] < 1 / 32
+    assert summary["sparse"]["nonzero_weights"] < summary["base"]["nonzero_weights"] / 32
+    assert "exact match" in capsys.readouterr().out
+    # a second run finds both stages finished and only re-evaluates
+    before = (out / "sparse" / "model.safetensors").read_bytes()
+    assert main(["demo", "--quick", "--quiet", "--out", str(out)]) == 0
+    assert (out / "sparse" / "model.safetensors").read_bytes() == before

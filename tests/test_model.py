@@ -1,0 +1,143 @@
+import itertools
+import math
+
+import pytest
+import torch
+
+from sparsecircuits import SparseTransformer, UserError, abs_topk, hook_names
+from sparsecircuits.model import ABSTOPK_LOCATIONS
+
+from conftest import small_config
+
+OPTIONS = list(itertools.product(["rmsnorm", "layernorm", "none"], ["gelu", "relu"], ["none", "learned"],
+                                 [True, False]))
+
+
+@pytest.mark.parametrize("norm,act,pos,flag", OPTIONS)
+def test_every_option_gives_logits_of_the_right_shape(norm, act, pos, flag):
+    cfg = small_config(norm=norm, activation=act, pos_emb=pos, bigram=flag, sink=flag, bias=flag, tied=not flag,
+                       afrac=0.25 if flag else None, d_head=5, n_head=3)
+    model = SparseTransformer(cfg).eval()
+    idx = torch.randint(0, cfg.vocab_size, (3, 11))
+    logits = model(idx)
+    assert logits.shape == (3, 11, cfg.vocab_size)
+    assert torch.isfinite(logits).all()
+    names = {n for n, _ in model.named_parameters()}
+    assert ("lm_head.weight" in names) == (not cfg.tied)
+    assert ("bigram" in names) == flag
+    assert ("blocks.0.attn.sink_logit" in names) == flag
+    assert ("blocks.0.mlp.c_fc.bias" in names) == flag
+    assert model.blocks[0].attn.c_attn.weight.shape == (3 * 3 * 5, 32)  # d_head decoupled from d_model
+
+
+def test_causal_masking_future_tokens_do_not_change_past_logits():
+    model = SparseTransformer(small_config(sink=True)).eval()
+    a = torch.randint(0, 12, (2, 10))
+    b = a.clone()
+    b[:, 6:] = torch.randint(0, 12, (2, 4))
+    with torch.no_grad():
+        la, lb = model(a), model(b)
+    assert torch.allclose(la[:, :6], lb[:, :6], atol=1e-6)
+    assert not torch.allclose(la[:, 6:], lb[:, 6:])
+
+
+def test_abs_topk_keeps_exactly_k_largest_magnitudes():
+    x = torch.randn(4, 7, 50)
+    y = abs_topk(x, 9)
+    assert ((y != 0).sum(-1) == 9).all()
+    kept_min = torch.where(y != 0, x.abs(), torch.inf).amin(-1)
+    dropped_max = torch.where(y == 0, x.abs(), 0).amax(-1)
+    assert (kept_min > dropped_max).all()
+    assert torch.equal(y[y != 0], x[y != 0])
+
+
+def test_abstopk_in_the_model_keeps_k_at_every_location():
+    cfg = small_config(afrac=0.25)
+    model = SparseTransformer(cfg).eval()
+    where = {"attn_in": "attn.act_in", "attn_q": "attn.q", "attn_k": "attn.k", "attn_v": "attn.v",
+             "attn_out": "attn.resid_delta", "mlp_in": "mlp.act_in", "mlp_neuron": "mlp.post_act",
+             "mlp_out": "mlp.resid_delta"}
+    _, cache = model.run_with_cache(torch.randint(0, 12, (2, 9)))
+    for loc in ABSTOPK_LOCATIONS:
+        k = cfg.abstopk_k(loc)
+        act = cache[f"1.{where[loc]}"]
+        assert act.shape[-1] == cfg.width(loc)
+        assert ((act != 0).sum(-1) == k).all(), loc
+
+
+def test_sink_equals_closed_form_with_exp_b_in_the_denominator():
+    cfg = small_config(sink=True, n_layer=1)
+    model = SparseTransformer(cfg).eval()
+    b = torch.tensor([1.5, -0.7])
+    with torch.no_grad():
+        model.blocks[0].attn.sink_logit.copy_(b)
+    idx = torch.randint(0, 12, (2, 8))
+    _, cache = model.run_with_cache(idx, ["0.attn.q", "0.attn.k", "0.attn.v", "0.attn.y"])
+    B, T, H, D = 2, 8, cfg.n_head, cfg.d_head
+    q, k, v = (cache[f"0.attn.{n}"].view(B, T, H, D).transpose(1, 2) for n in "qkv")
+    y = torch.zeros(B, H, T, D)
+    for i in range(T):
+        s = (q[:, :, i:i + 1] @ k[:, :, : i + 1].transpose(-1, -2)).squeeze(2) / math.sqrt(D)  # (B, H, i+1)
+        w = s.exp() / (s.exp().sum(-1, keepdim=True) + b.exp().view(1, H, 1))
+        y[:, :, i] = (w.unsqueeze(-1) * v[:, :, : i + 1]).sum(2)
+    assert torch.allclose(cache["0.attn.y"], y.transpose(1, 2).reshape(B, T, H * D), atol=1e-5)
+
+
+def test_hooks_record_every_name_in_forward_order(small_model):
+    logits, cache = small_model.run_with_cache(torch.randint(0, 12, (2, 5)))
+    assert list(cache) == hook_names(2)
+    assert cache["0.attn.q"].shape == (2, 5, 16)
+    assert cache["1.mlp.post_act"].shape == (2, 5, 64)
+    assert torch.allclose(cache["1.resid_mid"] + cache["1.mlp.resid_delta"], cache["final_resid"])
+
+
+def test_hooks_intervene_and_are_removed_afterwards(small_model):
+    idx = torch.randint(0, 12, (2, 6))
+    with torch.no_grad():
+        clean = small_model(idx)
+        zeroed = small_model.run_with_hooks(idx, [("1.mlp.resid_delta", lambda x, name: torch.zeros_like(x))])
+        small_model.blocks[1].mlp.c_proj.weight.zero_()
+        small_model.blocks[1].mlp.c_proj.bias.zero_()
+        reference = small_model(idx)
+    assert torch.allclose(zeroed, reference, atol=1e-6)
+    assert not torch.allclose(zeroed, clean)
+    assert small_model.hooks.fns == {}
+
+
+def test_hook_editing_one_channel_changes_only_downstream(small_model):
+    idx = torch.randint(0, 12, (1, 6))
+
+    def bump(x, name):
+        x = x.clone()
+        x[:, 3, 5] += 10.0
+        return x
+
+    with torch.no_grad():
+        clean = small_model(idx)
+        edited = small_model.run_with_hooks(idx, {"0.attn.v": bump})
+    assert torch.allclose(clean[:, :3], edited[:, :3], atol=1e-6)  # earlier positions untouched
+    assert not torch.allclose(clean[:, 3:], edited[:, 3:])
+
+
+def test_unknown_hook_name_is_a_user_error(small_model):
+    with pytest.raises(UserError, match="unknown hook name"):
+        small_model.run_with_hooks(torch.zeros(1, 2, dtype=torch.long), [("0.attn.nope", lambda x, n: x)])
+
+
+def test_impossible_configs_are_refused():
+    with pytest.raises(UserError, match="afrac"):
+        small_config(afrac=0.001)
+    with pytest.raises(UserError, match="afrac"):
+        small_config(afrac=1.5)
+    with pytest.raises(UserError, match="norm"):
+        small_config(norm="batchnorm")
+    with pytest.raises(UserError, match="location"):
+        small_config(afrac=0.5, abstopk_locations=("attn_x",))
+
+
+def test_init_scales_follow_the_method():
+    model = SparseTransformer(small_config(n_layer=8, d_model=256, d_mlp=1024))
+    assert abs(model.blocks[0].mlp.c_fc.weight.std().item() - 0.02) < 0.002
+    assert abs(model.blocks[0].mlp.c_proj.weight.std().item() - 0.02 / 4) < 0.0005
+    assert model.blocks[0].mlp.c_fc.bias.abs().max() == 0
+    assert torch.equal(model.blocks[0].ln_1.weight, torch.ones(256))

@@ -1,0 +1,121 @@
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import sparsecircuits as sc
+from sparsecircuits import AdditionData, DataConfig, RunConfig, SparseTransformer, TrainConfig, Trainer
+
+from conftest import small_config
+
+
+def tiny_run(**train) -> RunConfig:
+    t = dict(steps=24, batch_size=32, lr=1e-2, density=0.1, checkpoint_every=8, autocast="none", device="cpu")
+    t.update(train)
+    return RunConfig(model=small_config(), data=DataConfig(n_digits=2, n_test=200), train=TrainConfig(**t))
+
+
+def test_addition_data_is_zero_padded_and_splits_never_overlap():
+    data = AdditionData(n_digits=2, seed=3, n_test=1000)
+    assert data.text(36, 28) == "36+28=00064"
+    assert data.tokenizer.decode(data.encode(torch.tensor([36 * 100 + 28]))[0]) == "36+28=00064"
+    assert len(set(data.train_ids.tolist()) & set(data.test_ids.tolist())) == 0
+    assert len(data.test_ids) == 1000 and len(data.train_ids) == 9000
+    x, y = data.train_batch(5, 64)
+    assert x.shape == (64, 10) and (y[:, :5] == -1).all() and (y[:, 5:] >= 0).all()
+    assert torch.equal(data.train_batch(5, 64)[0], x)  # a batch is a function of (seed, step)
+    seen = {int(a) * 100 + int(b) for a, b in zip(x[:, 0] * 10 + x[:, 1], x[:, 3] * 10 + x[:, 4])}
+    assert not seen & set(data.test_ids.tolist())
+
+
+def test_save_load_round_trip_gives_identical_logits(tmp_path):
+    cfg = small_config(sink=True, afrac=0.5, norm="layernorm", tied=True, activation="relu")
+    model = SparseTransformer(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    model.save(tmp_path / "m")
+    assert sorted(f.name for f in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    loaded = sc.load(tmp_path / "m")
+    idx = torch.randint(0, 12, (3, 12))
+    with torch.no_grad():
+        assert torch.equal(model(idx), loaded(idx))
+    assert loaded.cfg == cfg
+    assert set(load_file(str(tmp_path / "m" / "model.safetensors"))) == set(model.state_dict())
+
+
+def test_sparse_training_keeps_the_exact_density_and_saves_a_loadable_model(tmp_path):
+    run = tiny_run()
+    model = sc.train(run, tmp_path / "out", progress=False)
+    report = sc.sparsity_report(model)
+    wte = report["per_tensor"]["wte.weight"]
+    c_fc = report["per_tensor"]["blocks.0.mlp.c_fc.weight"]
+    assert c_fc["nonzero"] == round(0.1 * c_fc["numel"])
+    assert wte["nonzero"] == round(0.1 ** 0.5 * wte["numel"])
+    loaded = sc.load(tmp_path / "out")
+    assert sc.sparsity_report(loaded)["nonzero_weights"] == report["nonzero_weights"]
+    saved = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert sc.config_io.from_dict(RunConfig, saved) == run
+    assert (tmp_path / "out" / "tokenizer.json").exists()
+
+
+def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path):
+    run = tiny_run(steps=24, checkpoint_every=8)
+    straight_trainer = Trainer(run, tmp_path / "a", progress=False)
+    straight = straight_trainer.fit()
+
+    class Killed(Exception):
+        pass
+
+    first = Trainer(run, tmp_path / "b", progress=False)
+    original = first.train_step
+
+    def dies_at_step_13(step):
+        if step == 13:
+            raise Killed
+        return original(step)
+
+    first.train_step = dies_at_step_13
+    with pytest.raises(Killed):
+        first.fit()
+    assert json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())["step"] == 8
+    assert not (tmp_path / "b" / "model.safetensors").exists()
+
+    second = Trainer(run, tmp_path / "b", progress=False)
+    assert second.resume() and second.step == 8
+    resumed = second.fit()
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert second.history == straight_trainer.history  # the loss log is not lost either
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):
+    Trainer(tiny_run(steps=8), tmp_path / "o", progress=False).fit()
+    other = Trainer(tiny_run(steps=8, lr=3e-3), tmp_path / "o", progress=False)
+    with pytest.raises(sc.UserError, match="different configuration"):
+        other.resume()
+
+
+def test_dense_training_learns_one_digit_addition(tmp_path):
+    run = RunConfig(model=small_config(d_model=64, d_mlp=256), data=DataConfig(n_digits=1, n_test=20),
+                    train=TrainConfig(steps=300, batch_size=64, lr=1e-2, density=1.0, autocast="none"))
+    model = sc.train(run, tmp_path / "m", progress=False)
+    report = sc.evaluate(tmp_path / "m")
+    assert report["accuracy"] >= 0.9, report
+    assert report["density"] == 1.0
+    assert sc.addition_report(model, AdditionData(n_digits=1, n_test=20))["accuracy"] == report["accuracy"]
+
+
+def test_sparsify_anneals_a_dense_model_to_the_target_and_keeps_the_base(tmp_path):
+    base = RunConfig(model=small_config(), data=DataConfig(n_digits=1, n_test=20),
+                     train=TrainConfig(steps=30, batch_size=32, density=1.0, autocast="none"))
+    sc.train(base, tmp_path / "base", progress=False)
+    sparse = sc.sparsify(tmp_path / "base", 0.05, tmp_path / "sparse", progress=False, steps=20,
+                         distill_weight=0.5, autocast="none")
+    run = json.loads((tmp_path / "sparse" / "run.json").read_text())
+    assert run["train"]["density"] == 0.05 and run["train"]["distill_weight"] == 0.5
+    assert run["init_from"] == str((tmp_path / "base").resolve())
+    c_attn = sparse.blocks[0].attn.c_attn.weight
+    assert int((c_attn != 0).sum()) == round(0.05 * c_attn.numel())
+    assert sc.evaluate(tmp_path / "base")["density"] == 1.0
