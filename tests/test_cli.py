@@ -161,3 +161,16 @@ def test_every_subcommand_has_help(capsys):
             main([cmd, "--help"])
         assert exc.value.code == 0
         assert "usage: sparsecircuits " + cmd in capsys.readouterr().out
+
+
+def test_train_init_from_starts_at_the_given_weights(capsys, tmp_path, base_model):
+    code, _, _ = run_cli(capsys, "train", "--init-from", base_model, "--out", tmp_path / "t", "--steps", "1",
+                         "--lr", "1e-9", "--quiet", "--autocast", "none")
+    assert code == 0
+    import sparsecircuits as sc
+    start, after = sc.load(base_model), sc.load(tmp_path / "t")
+    assert after.cfg == start.cfg
+    diff = max(float((a - b).abs().max()) for a, b in zip(start.parameters(), after.parameters()))
+    assert diff < 1e-6  # one step at a tiny learning rate: still the base model's weights
+    run = json.loads((tmp_path / "t" / "run.json").read_text())
+    assert run["init_from"] == str(base_model.resolve())

@@ -17,7 +17,8 @@ from .main import format_report
 DEMO_MODEL = ModelConfig(vocab_size=12, block_size=16, n_layer=4, d_model=128, n_head=4, d_head=16, d_mlp=512,
                          pos_emb="learned")
 DEMO_DENSITY = 1 / 64
-FULL_STEPS = {"base": 1000, "sparse": 3000}
+FULL_STEPS = {"base": 500, "sparse": 1500}
+BATCH_SIZE = 512
 QUICK_STEPS = {"base": 40, "sparse": 40}
 
 
@@ -26,12 +27,12 @@ def run_demo(out: Path, quick: bool = False, progress: bool = True) -> dict:
     base_dir, sparse_dir = out / "base", out / "sparse"
     t0 = time.perf_counter()
     base_run = RunConfig(model=DEMO_MODEL, data=DataConfig(kind="addition", n_digits=2),
-                         train=TrainConfig(steps=steps["base"], batch_size=256, lr=1e-2, density=1.0,
+                         train=TrainConfig(steps=steps["base"], batch_size=BATCH_SIZE, lr=1e-2, density=1.0,
                                            checkpoint_every=250))
     api.train(base_run, base_dir, resume=True, progress=progress)
     t1 = time.perf_counter()
     api.sparsify(base_dir, DEMO_DENSITY, sparse_dir, resume=True, progress=progress, steps=steps["sparse"],
-                 checkpoint_every=250)
+                 batch_size=BATCH_SIZE, checkpoint_every=250)
     t2 = time.perf_counter()
     summary = {}
     for key, path, seconds in (("base", base_dir, t1 - t0), ("sparse", sparse_dir, t2 - t1)):

@@ -37,16 +37,15 @@ def _train_overrides(args) -> dict:
 
 def cmd_train(args) -> None:
     run = load_json(RunConfig, args.config) if args.config else RunConfig()
+    init = api.load(args.init_from) if args.init_from else None
+    if init is not None and not args.config:
+        run = replace(run, model=init.cfg)  # no config: the run takes the starting model's shape
     train = to_dict(run.train) | _train_overrides(args)
     if args.density is not None:
         train["density"] = args.density
     model = to_dict(run.model) | ({"afrac": args.afrac} if args.afrac is not None else {})
     run = from_dict(RunConfig, {**to_dict(run), "model": model, "train": train})
-    init = None
-    if args.init_from:
-        init = api.load(args.init_from)
-        if init.cfg != run.model:
-            raise UserError(f"--init-from {args.init_from} has a different model config than the run")
+    if init is not None:
         run = replace(run, init_from=str(Path(args.init_from).resolve()))
     _check_out(Path(args.out), args.resume)
     api.train(run, args.out, resume=args.resume, progress=not args.quiet, init=init)

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..config_io import to_dict
 from ..data.addition import AdditionData
 from ..errors import UserError
+from ..model.io import assign_state
 from ..model.transformer import SparseTransformer
 from ..sparsity.projection import TopKProjector, sparsified_parameters
 from ..sparsity.schedule import density_at, lr_at
@@ -68,7 +69,7 @@ class Trainer:
         torch.manual_seed(t.seed)
         self.model = SparseTransformer(run.model)
         if init is not None:
-            self.model.load_state_dict(init.state_dict())
+            assign_state(self.model, init.state_dict(), source=run.init_from or "the starting model")
         self.model.to(self.device).train()
         self.teacher = teacher.to(self.device).eval() if teacher is not None else None
         if t.distill_weight > 0 and self.teacher is None:
