@@ -170,7 +170,7 @@ def test_train_init_from_starts_at_the_given_weights(capsys, tmp_path, base_mode
     import sparsecircuits as sc
     start, after = sc.load(base_model), sc.load(tmp_path / "t")
     assert after.cfg == start.cfg
-    diff = max(float((a - b).abs().max()) for a, b in zip(start.parameters(), after.parameters()))
+    diff = max(float((a - b).abs().max()) for a, b in zip(start.state_dict().values(), after.state_dict().values()))
     assert diff < 1e-6  # one step at a tiny learning rate: still the base model's weights
     run = json.loads((tmp_path / "t" / "run.json").read_text())
     assert run["init_from"] == str(base_model.resolve())
