@@ -10,7 +10,8 @@ from .model.transformer import SparseTransformer
 from .training.config import RunConfig
 from .training.evaluate import addition_report, sparsity_report
 from .training.sparsify import sparsify_trainer
-from .training.trainer import RUN_FILE, Trainer, make_data, resolve_device
+from .training.distributed import resolve_device
+from .training.trainer import RUN_FILE, Trainer, make_data
 
 
 def load(path: str | Path, device: str = "cpu") -> SparseTransformer:

@@ -32,6 +32,12 @@ class CharTokenizer:
     def decode(self, ids) -> str:
         return "".join(self.chars[int(i)] for i in ids)
 
+    def token_strings(self, ids) -> list[str]:
+        return [self.chars[int(i)] for i in ids]
+
+    def single_token(self, text: str) -> int | None:
+        return self.ids.get(text) if len(text) == 1 else None
+
     def to_json(self) -> dict:
         return {"type": self.kind, "chars": self.chars}
 
@@ -39,15 +45,27 @@ class CharTokenizer:
         atomic_write_text(Path(directory) / TOKENIZER_FILE, json.dumps(self.to_json()) + "\n")
 
 
-def load_tokenizer(directory: str | Path):
-    """The tokenizer saved beside a model, or None if the directory has none."""
+def load_tokenizer(directory: str | Path, vocab_size: int | None = None):
+    """The tokenizer saved beside a model (char or BPE), or None if the directory has none.
+
+    With `vocab_size`, refuse a tokenizer whose vocabulary does not match the model's.
+    """
+    from .bpe import BPETokenizer, looks_like_bpe
+
     path = Path(directory) / TOKENIZER_FILE
     if not path.exists():
         return None
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
+        data = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not valid JSON ({e})") from None
-    if data.get("type") == "char":
-        return CharTokenizer(data["chars"])
-    raise UserError(f"{path}: unknown tokenizer type {data.get('type')!r}")
+    if isinstance(data, dict) and data.get("type") == "char":
+        tok = CharTokenizer(data["chars"])
+    elif isinstance(data, dict) and looks_like_bpe(data):
+        tok = BPETokenizer.from_json(text)
+    else:
+        raise UserError(f"{path}: not a tokenizer this tool knows (char or BPE)")
+    if vocab_size is not None and tok.vocab_size != vocab_size:
+        raise UserError(f"{path} has {tok.vocab_size} tokens but the model's vocabulary is {vocab_size}")
+    return tok

@@ -10,15 +10,18 @@ from ..sparsity.projection import check_density
 
 @dataclass
 class DataConfig:
-    kind: str = "addition"
-    n_digits: int = 2
-    answer_digits: int = 0      # 0 = 2 * n_digits + 1
+    kind: str = "addition"      # addition | corpus
+    n_digits: int = 2           # addition: operand digits
+    answer_digits: int = 0      # addition: 0 = 2 * n_digits + 1
     seed: int = 0
-    n_test: int = 1000
+    n_test: int = 1000          # addition: held-out problems
+    path: str = ""              # corpus: a directory made by `sparsecircuits corpus build`
 
     def __post_init__(self):
-        if self.kind != "addition":
-            raise UserError(f"unknown data kind {self.kind!r} (known: addition)")
+        if self.kind not in ("addition", "corpus"):
+            raise UserError(f"unknown data kind {self.kind!r} (known: addition, corpus)")
+        if self.kind == "corpus" and not self.path:
+            raise UserError("data kind corpus needs a corpus directory in data.path")
 
 
 @dataclass

@@ -35,3 +35,15 @@ def addition_report(model: torch.nn.Module, data, device="cpu") -> dict:
         loss_sum += float(F.cross_entropy(logits[scored], y[scored], reduction="sum"))
         tokens += int(scored.sum())
     return {"accuracy": correct / total, "answer_loss": loss_sum / tokens, "n_problems": total}
+
+
+@torch.no_grad()
+def validation_loss(model: torch.nn.Module, data, device="cpu") -> dict:
+    """Mean next-token loss (nats/token) over the corpus's fixed validation windows."""
+    model.eval()
+    total, tokens = 0.0, 0
+    for x, y in data.val_batches():
+        logits = model(x.to(device)).float()
+        total += float(F.cross_entropy(logits.flatten(0, 1), y.to(device).flatten(), reduction="sum"))
+        tokens += y.numel()
+    return {"val_loss": total / tokens if tokens else float("nan"), "val_tokens": tokens}

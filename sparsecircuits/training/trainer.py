@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from ..config_io import to_dict
 from ..data.addition import AdditionData
+from ..data.corpus import CorpusData
 from ..errors import UserError
 from ..model.io import assign_state
 from ..model.transformer import SparseTransformer
@@ -23,25 +24,21 @@ from ..sparsity.projection import TopKProjector, sparsified_parameters
 from ..sparsity.schedule import density_at, lr_at
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
+from .distributed import setup
 from .optim import decay_weights, make_adam, normalize_grad_rms
 
 RUN_FILE = "run.json"
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda requested but no CUDA GPU is available")
-    return device
-
-
-def make_data(run: RunConfig) -> AdditionData:
+def make_data(run: RunConfig) -> AdditionData | CorpusData:
+    """The run's training data: addition problems, or windows of a code corpus."""
     d = run.data
+    if d.kind == "corpus":
+        data = CorpusData(d.path, run.model.block_size, seed=d.seed)
+        if data.tokenizer.vocab_size != run.model.vocab_size:
+            raise UserError(f"the corpus tokenizer has {data.tokenizer.vocab_size} tokens but the model's "
+                            f"vocab_size is {run.model.vocab_size}")
+        return data
     data = AdditionData(n_digits=d.n_digits, answer_digits=d.answer_digits, seed=d.seed, n_test=d.n_test)
     if data.seq_len - 1 > run.model.block_size:
         raise UserError(f"block_size {run.model.block_size} is shorter than the {data.seq_len - 1}-token inputs")
@@ -64,7 +61,9 @@ class Trainer:
                  teacher: SparseTransformer | None = None, progress: bool = True):
         self.run, self.out, self.progress = run, Path(out), progress
         t = run.train
-        self.device = resolve_device(t.device)
+        self.procs, self.device = setup(t.device)
+        if t.batch_size % self.procs.world:
+            raise UserError(f"batch_size {t.batch_size} does not split over {self.procs.world} processes")
         self.data = make_data(run)
         torch.manual_seed(t.seed)
         self.model = SparseTransformer(run.model)
@@ -74,6 +73,11 @@ class Trainer:
         self.teacher = teacher.to(self.device).eval() if teacher is not None else None
         if t.distill_weight > 0 and self.teacher is None:
             raise UserError("distill_weight > 0 needs a teacher model (sparsify from a base model)")
+        self.net = self.model
+        if self.procs.world > 1:
+            self.net = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                broadcast_buffers=False)
         self.params = list(self.model.parameters())
         self.decayed = [p for n, p in self.model.named_parameters() if p.dim() == 2 and n != "bigram"]
         self.opt = make_adam(self.params, t.lr, t.betas, t.eps)
@@ -88,7 +92,7 @@ class Trainer:
     def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         t = self.run.train
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.autocast == "bf16"):
-            logits = self.model(x)
+            logits = self.net(x)
         logits = logits.float()
         scored = y != -1
         loss = F.cross_entropy(logits[scored], y[scored])
@@ -106,7 +110,9 @@ class Trainer:
         lr = lr_at(step, t.steps, t.lr, t.warmup_frac, density, t.density)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        x, y = (v.to(self.device) for v in self.data.train_batch(step, t.batch_size))
+        x, y = self.data.train_batch(step, t.batch_size)  # the global batch; this rank takes its slice
+        b, r = t.batch_size // self.procs.world, self.procs.rank
+        x, y = x[r * b:(r + 1) * b].to(self.device), y[r * b:(r + 1) * b].to(self.device)
         loss = self.loss(x, y)
         loss.backward()
         if t.grad_rms_norm:
@@ -129,12 +135,16 @@ class Trainer:
         return True
 
     def checkpoint(self) -> None:
-        save_checkpoint(self.out, self.model, self.opt,
-                        {"step": self.step, "run": to_dict(self.run), "history": self.history})
+        """Rank 0 writes; the others wait, so no rank runs ahead of a checkpoint."""
+        if self.procs.main:
+            save_checkpoint(self.out, self.model, self.opt,
+                            {"step": self.step, "run": to_dict(self.run), "history": self.history})
+        self.procs.barrier()
 
     def fit(self) -> SparseTransformer:
         t = self.run.train
-        bar = tqdm(total=t.steps, initial=self.step, disable=not self.progress, desc=f"train -> {self.out.name}",
+        bar = tqdm(total=t.steps, initial=self.step, disable=not (self.progress and self.procs.main),
+                   desc=f"train -> {self.out.name}",
                    dynamic_ncols=True)
         log_every = max(1, t.steps // 100)
         while self.step < t.steps:
@@ -153,6 +163,7 @@ class Trainer:
     def save(self) -> None:
         """The final model directory: weights, config, tokenizer, run config and loss history."""
         self.model.eval()
-        self.model.save(self.out, extra={RUN_FILE: to_dict(self.run), "train_log.json": self.history})
-        self.data.tokenizer.save(self.out)
+        if self.procs.main:
+            self.model.save(self.out, extra={RUN_FILE: to_dict(self.run), "train_log.json": self.history})
+            self.data.tokenizer.save(self.out)
         self.checkpoint()

@@ -1,0 +1,61 @@
+"""User tasks from a JSONL file: one example per line, `{"prompt": ..., "correct": ..., "wrong": ...}`.
+
+`wrong` may be omitted (full-vocabulary loss). Examples are split into train/test by a hash of the
+prompt, so the split never changes when lines are added or reordered.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from ..errors import UserError
+from .base import Example, Task
+
+
+class ListTask(Task):
+    """A task over a fixed list of examples (a JSONL file, or a Python list)."""
+
+    def __init__(self, name: str, items: list[Example], description: str = "", test_percent: float = 20.0):
+        binary = all(e.wrong is not None for e in items)
+        if not binary and any(e.wrong is not None for e in items):
+            raise UserError(f"task {name}: give `wrong` on every line or on none")
+        candidates = tuple(sorted({e.correct for e in items} | {e.wrong for e in items if e.wrong is not None}))
+        super().__init__(name=name, description=description or f"{len(items)} examples", make=None,
+                         candidates=candidates, binary=binary)
+        self.items, self.test_percent = items, test_percent
+
+    def examples(self, split: str, n: int, seed: int = 0) -> list[Example]:
+        if split not in ("train", "test"):
+            raise UserError(f"split must be train or test, got {split!r}")
+        chosen = [e for e in self.items if self._is_test(e.prompt) == (split == "test")]
+        return chosen[:n]
+
+    def _is_test(self, prompt: str) -> bool:
+        return int(hashlib.sha256(prompt.encode()).hexdigest()[:8], 16) % 10_000 < self.test_percent * 100
+
+
+def load_jsonl_task(path: str | Path, name: str | None = None) -> ListTask:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"task file {path} does not exist")
+    items = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="strict").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path} line {lineno}: not valid JSON ({e.msg})") from None
+        if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not isinstance(row.get("correct"), str):
+            raise UserError(f"{path} line {lineno}: needs string fields \"prompt\" and \"correct\"")
+        wrong = row.get("wrong")
+        if wrong is not None and not isinstance(wrong, str):
+            raise UserError(f"{path} line {lineno}: \"wrong\" must be a string")
+        extra = set(row) - {"prompt", "correct", "wrong"}
+        if extra:
+            raise UserError(f"{path} line {lineno}: unknown field(s) {', '.join(sorted(extra))}")
+        items.append(Example(row["prompt"], row["correct"], wrong))
+    if not items:
+        raise UserError(f"task file {path} has no examples")
+    return ListTask(name or path.stem, items, description=f"from {path.name}")

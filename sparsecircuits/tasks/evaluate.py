@@ -1,0 +1,77 @@
+"""Scoring a model on a task: binary cross-entropy over the two candidates at the last position
+(METHOD 5), or full-vocabulary cross-entropy where there is no single wrong token."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+from .base import Example, Task
+
+
+@dataclass
+class EncodedTask:
+    """Examples as tensors: right-padded prompts, their lengths and candidate token ids."""
+    tokens: torch.Tensor    # (n, T) prompt ids, right-padded
+    last: torch.Tensor      # (n,) index of each prompt's last token
+    correct: torch.Tensor   # (n,)
+    wrong: torch.Tensor     # (n,) or -1 where the task is scored over the whole vocabulary
+    binary: bool
+
+
+def candidate_ids(task: Task, tokenizer) -> dict[str, int]:
+    ids, split = {}, []
+    for c in task.candidates:
+        i = tokenizer.single_token(c)
+        if i is None:
+            split.append(c)
+        ids[c] = i
+    if split:
+        raise UserError(f"task {task.name}: candidate(s) {', '.join(map(repr, split))} are not single tokens "
+                        f"of this tokenizer")
+    return ids
+
+
+def encode_examples(task: Task, examples: list[Example], tokenizer, block_size: int) -> EncodedTask:
+    ids = candidate_ids(task, tokenizer)
+    prompts = [tokenizer.encode(e.prompt)[-block_size:] for e in examples]
+    pad = getattr(tokenizer, "eot_id", 0)
+    T = max(len(p) for p in prompts)
+    tokens = torch.full((len(prompts), T), pad, dtype=torch.long)
+    for i, p in enumerate(prompts):
+        tokens[i, : len(p)] = torch.tensor(p)
+    return EncodedTask(tokens, torch.tensor([len(p) - 1 for p in prompts]),
+                       torch.tensor([ids[e.correct] for e in examples]),
+                       torch.tensor([ids[e.wrong] if e.wrong is not None else -1 for e in examples]), task.binary)
+
+
+def task_losses(logits: torch.Tensor, enc: EncodedTask) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example loss and correctness from full-sequence logits (n, T, vocab)."""
+    last = logits[torch.arange(len(enc.last)), enc.last.to(logits.device)].float()
+    correct = enc.correct.to(logits.device)
+    if enc.binary:
+        pair = torch.stack([last.gather(1, correct[:, None])[:, 0],
+                            last.gather(1, enc.wrong.to(logits.device)[:, None])[:, 0]], dim=1)
+        return -F.log_softmax(pair, dim=1)[:, 0], pair[:, 0] > pair[:, 1]
+    return F.cross_entropy(last, correct, reduction="none"), last.argmax(1) == correct
+
+
+@torch.no_grad()
+def evaluate_task(model, task: Task, tokenizer, n: int = 200, split: str = "test", seed: int = 0,
+                  batch_size: int = 64) -> dict:
+    """Mean task loss and accuracy of `model` over `n` examples of `split`."""
+    model.eval()
+    device = next(model.parameters()).device
+    enc = encode_examples(task, task.examples(split, n, seed), tokenizer, model.cfg.block_size)
+    losses, right = [], []
+    for i in range(0, len(enc.last), batch_size):
+        part = EncodedTask(enc.tokens[i:i + batch_size], enc.last[i:i + batch_size], enc.correct[i:i + batch_size],
+                           enc.wrong[i:i + batch_size], enc.binary)
+        loss, ok = task_losses(model(part.tokens.to(device)), part)
+        losses.append(loss.cpu())
+        right.append(ok.cpu())
+    loss, ok = torch.cat(losses), torch.cat(right)
+    return {"task": task.name, "loss": float(loss.mean()), "accuracy": float(ok.float().mean()),
+            "n": len(loss), "kind": "binary" if task.binary else "vocab"}
