@@ -8,7 +8,11 @@ from .errors import UserError
 from .model.io import load_model
 from .model.transformer import SparseTransformer
 from .training.config import RunConfig
-from .training.evaluate import addition_report, sparsity_report
+from .data.corpus import CorpusData
+from .data.tokenizer import load_tokenizer
+from .tasks import resolve_tasks
+from .tasks.evaluate import evaluate_task
+from .training.evaluate import addition_report, sparsity_report, validation_loss
 from .training.sparsify import sparsify_trainer
 from .training.distributed import resolve_device
 from .training.trainer import RUN_FILE, Trainer, make_data
@@ -37,14 +41,25 @@ def sparsify(base: str | Path, density: float, out: str | Path, resume: bool = F
     return trainer.fit()
 
 
-def evaluate(path: str | Path, device: str = "cpu") -> dict:
-    """Sparsity of a model directory and, when it was trained on a task we know, its accuracy."""
+def evaluate(path: str | Path, device: str = "cpu", tasks: str | None = None, n: int = 200,
+             corpus: str | Path | None = None) -> dict:
+    """Sparsity of a model directory; its accuracy (addition) or validation loss (code corpus) when we
+    know its data; and with `tasks` ('all', 'arithmetic', or names), loss and accuracy per task."""
     path, device = Path(path), resolve_device(device)
     model = load_model(path, device)
-    report = {"model": str(path), **sparsity_report(model)}
-    if (path / RUN_FILE).exists():
-        run = load_json(RunConfig, path / RUN_FILE)
-        if run.model != model.cfg:
-            raise UserError(f"{path}/{RUN_FILE} does not describe the model in {path}")
+    report = {"model": str(path)}
+    run = load_json(RunConfig, path / RUN_FILE) if (path / RUN_FILE).exists() else None
+    if corpus is not None or (run is not None and run.data.kind == "corpus"):
+        data = CorpusData(corpus or run.data.path, model.cfg.block_size)
+        if data.tokenizer.vocab_size != model.cfg.vocab_size:
+            raise UserError(f"corpus tokenizer has {data.tokenizer.vocab_size} tokens, model vocab is {model.cfg.vocab_size}")
+        report.update(validation_loss(model, data, device))
+    elif run is not None:
         report.update(addition_report(model, make_data(run), device))
+    if tasks:
+        tokenizer = load_tokenizer(path, model.cfg.vocab_size)
+        if tokenizer is None:
+            raise UserError(f"{path} has no tokenizer.json: task prompts cannot be tokenized")
+        report["tasks"] = [evaluate_task(model, t, tokenizer, n=n) for t in resolve_tasks(tasks)]
+    report.update(sparsity_report(model))
     return report

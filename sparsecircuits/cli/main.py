@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,10 @@ from ..atomic import atomic_write_text
 from ..config_io import from_dict, load_json, to_dict
 from ..errors import UserError
 from ..training.config import RunConfig
+from ..data.corpus import build_corpus
+from ..tasks import TASKS, get_task, required_tokens
 from ..training.checkpoint import CHECKPOINT
+from ..training.presets import PRESETS, preset
 
 
 class _Parser(argparse.ArgumentParser):
@@ -36,7 +40,12 @@ def _train_overrides(args) -> dict:
 
 
 def cmd_train(args) -> None:
-    run = load_json(RunConfig, args.config) if args.config else RunConfig()
+    if args.preset and args.config:
+        raise UserError("give --preset or --config, not both")
+    if args.preset:
+        run = preset(args.preset, ensure_corpus(args.corpus))
+    else:
+        run = load_json(RunConfig, args.config) if args.config else RunConfig()
     init = api.load(args.init_from) if args.init_from else None
     if init is not None and not args.config:
         run = replace(run, model=init.cfg)  # no config: the run takes the starting model's shape
@@ -49,7 +58,8 @@ def cmd_train(args) -> None:
         run = replace(run, init_from=str(Path(args.init_from).resolve()))
     _check_out(Path(args.out), args.resume)
     api.train(run, args.out, resume=args.resume, progress=not args.quiet, init=init)
-    print(f"saved model to {args.out}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"saved model to {args.out}")
 
 
 def cmd_sparsify(args) -> None:
@@ -62,15 +72,56 @@ def cmd_sparsify(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    report = api.evaluate(args.model, device=args.device or "cpu")
+    report = api.evaluate(args.model, device=args.device or "cpu", tasks=args.tasks, n=args.n, corpus=args.corpus)
     print(format_report(report))
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(report, indent=2) + "\n")
 
 
+def ensure_corpus(path: str) -> str:
+    """The corpus for a Python preset: built from the standard library on first use."""
+    if not Path(path).exists():
+        print(f"no corpus at {path}: building one from this Python's standard library ...", file=sys.stderr)
+        build_corpus(path, required_tokens=required_tokens(), progress=lambda m: print(m, file=sys.stderr))
+    return path
+
+
+def cmd_corpus_build(args) -> None:
+    manifest = build_corpus(args.out, args.src or None, vocab_size=args.vocab_size, val_percent=args.val_percent,
+                            required_tokens=required_tokens())
+    split = manifest["splits"]
+    print(f"corpus {args.out}: {len(manifest['files'])} files, {split['train']['tokens']:,} train and "
+          f"{split['val']['tokens']:,} validation tokens, vocabulary {manifest['vocab_size']}")
+
+
+def cmd_tasks_list(args) -> None:
+    width = max(len(n) for n in TASKS)
+    for name, task in TASKS.items():
+        kind = "pair " if task.binary else "vocab"
+        print(f"{name:<{width}}  {kind}  {task.description}")
+
+
+def cmd_tasks_show(args) -> None:
+    task = get_task(args.name)
+    print(f"{task.name}: {task.description}")
+    for i, e in enumerate(task.examples(args.split, args.n, args.seed)):
+        wrong = f"   wrong: {e.wrong!r}" if e.wrong is not None else ""
+        print(f"--- {i}   correct: {e.correct!r}{wrong}")
+        print(e.prompt + "\u2038")
+
+
 def format_report(report: dict) -> str:
     """A readable report: accuracy, totals, then nonzeros per matrix with one column per layer."""
     lines = [f"model {report['model']}"]
+    if "val_loss" in report:
+        lines.append(f"  validation loss {report['val_loss']:.4f} nats/token over {report['val_tokens']:,} tokens")
+    if report.get("tasks"):
+        width = max(len(t["task"]) for t in report["tasks"])
+        lines.append(f"  {'task':<{width}}    loss  accuracy")
+        for t in report["tasks"]:
+            lines.append(f"  {t['task']:<{width}}  {t['loss']:6.3f}  {t['accuracy']:8.1%}")
+        below = sum(t["loss"] < 0.3 for t in report["tasks"])
+        lines.append(f"  {below} of {len(report['tasks'])} tasks below loss 0.3")
     if "accuracy" in report:
         lines.append(f"  exact match {report['accuracy']:.2%} on {report['n_problems']} held-out problems, "
                      f"answer loss {report['answer_loss']:.4f}")
@@ -121,6 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train a model (weight-sparse when --density < 1)")
     t.add_argument("--config", help="run config JSON: {\"model\": {...}, \"data\": {...}, \"train\": {...}}")
+    t.add_argument("--preset", help=f"a named run: {', '.join(PRESETS)}")
+    t.add_argument("--corpus", default="corpus", help="corpus directory for --preset (built if missing)")
     t.add_argument("--afrac", type=float, help="AbsTopK fraction of activations kept")
     t.add_argument("--init-from", help="model directory whose weights start the run")
     common(t)
@@ -136,7 +189,30 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="model directory")
     e.add_argument("--json", help="also write the report to this JSON file")
     e.add_argument("--device", help="cpu (default), cuda, auto")
+    e.add_argument("--tasks", help="'all' (the 20 Python tasks), 'arithmetic', or names / .jsonl files, comma separated")
+    e.add_argument("-n", type=int, default=200, help="test examples per task (default 200)")
+    e.add_argument("--corpus", help="corpus for the validation loss (default: the model's training corpus)")
     e.set_defaults(func=cmd_eval)
+
+    c = sub.add_parser("corpus", help="build a corpus of Python code")
+    csub = c.add_subparsers(dest="corpus_command", required=True, parser_class=_Parser)
+    cb = csub.add_parser("build", help="collect, split, tokenize and pack .py files")
+    cb.add_argument("--out", required=True, help="corpus directory to write")
+    cb.add_argument("--src", action="append", help="a folder or file of Python code (repeatable; default: the stdlib)")
+    cb.add_argument("--vocab-size", type=int, default=2048)
+    cb.add_argument("--val-percent", type=float, default=5.0, help="percent of files held out for validation")
+    cb.set_defaults(func=cmd_corpus_build)
+
+    k = sub.add_parser("tasks", help="list and show tasks")
+    ksub = k.add_subparsers(dest="tasks_command", required=True, parser_class=_Parser)
+    kl = ksub.add_parser("list", help="every known task")
+    kl.set_defaults(func=cmd_tasks_list)
+    ks = ksub.add_parser("show", help="examples of one task")
+    ks.add_argument("name", help="task name or a .jsonl file")
+    ks.add_argument("-n", type=int, default=5)
+    ks.add_argument("--split", choices=["train", "test"], default="test")
+    ks.add_argument("--seed", type=int, default=0)
+    ks.set_defaults(func=cmd_tasks_show)
     return p
 
 

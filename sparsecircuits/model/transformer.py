@@ -140,7 +140,7 @@ class SparseTransformer(nn.Module):
         x = self.ln_f(self.hooks("final_resid", x))
         logits = self.lm_head(x) if self.lm_head is not None else F.linear(x, self.wte.weight)
         if self.bigram is not None:
-            logits = logits + self.bigram[idx]
+            logits = logits + F.embedding(idx, self.bigram)  # the row of the current token
         if self.final_logits_bias is not None:
             logits = logits + self.final_logits_bias
         return logits

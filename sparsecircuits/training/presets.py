@@ -1,0 +1,41 @@
+"""Named run configurations for Python code (METHOD 3 recipe).
+
+`python-tiny` / `python-tiny-dense` finish on 2 CPU cores in under 30 minutes; the `python-paper-*`
+presets are the paper's sweep shapes for a GPU (8 layers, d_head 16, context 256, afrac 1/8), widened
+by `ef` at a fixed number of nonzero weights (density / ef^2 for matrices).
+"""
+from __future__ import annotations
+
+from ..errors import UserError
+from ..model.config import ModelConfig
+from .config import DataConfig, RunConfig, TrainConfig
+
+
+def _tiny(corpus: str, density: float) -> RunConfig:
+    model = ModelConfig(vocab_size=2048, block_size=128, n_layer=4, d_model=128, n_head=8, d_head=16, d_mlp=512,
+                        pos_emb="none", bigram=True, sink=True)
+    train = TrainConfig(steps=5000, batch_size=32, lr=1e-2, density=density, anneal_start=0.01, anneal_end=0.5,
+                        checkpoint_every=250, device="auto")
+    return RunConfig(model=model, data=DataConfig(kind="corpus", path=corpus), train=train)
+
+
+def _paper(corpus: str, ef: int) -> RunConfig:
+    d = 256 * ef
+    model = ModelConfig(vocab_size=2048, block_size=256, n_layer=8, d_model=d, n_head=d // 16, d_head=16,
+                        d_mlp=4 * d, pos_emb="none", bigram=True, sink=True, afrac=1 / 8)
+    train = TrainConfig(steps=100_000, batch_size=64, lr=1e-2, density=1 / (8 * ef * ef), anneal_start=0.01,
+                        anneal_end=0.5, checkpoint_every=1000, device="auto")
+    return RunConfig(model=model, data=DataConfig(kind="corpus", path=corpus), train=train)
+
+
+PRESETS = {
+    "python-tiny": lambda corpus: _tiny(corpus, 1 / 8),
+    "python-tiny-dense": lambda corpus: _tiny(corpus, 1.0),
+    **{f"python-paper-{ef}x": (lambda corpus, ef=ef: _paper(corpus, ef)) for ef in (1, 2, 4, 8)},
+}
+
+
+def preset(name: str, corpus: str) -> RunConfig:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r} (known: {', '.join(PRESETS)})")
+    return PRESETS[name](corpus)

@@ -1,0 +1,72 @@
+import json
+
+import pytest
+
+from sparsecircuits import UserError
+from sparsecircuits.cli import main
+from sparsecircuits.tasks import ARITHMETIC_TASKS, TASKS, get_task, load_jsonl_task, resolve_tasks
+
+
+def test_registry_has_the_20_python_tasks_and_the_arithmetic_ones():
+    assert len(resolve_tasks("all")) == 20
+    assert sorted(ARITHMETIC_TASKS) == [f"add2_digit{i}" for i in range(5)]
+    with pytest.raises(UserError, match="unknown task"):
+        get_task("not_a_task")
+
+
+def test_arithmetic_examples_are_correct_sums():
+    task = ARITHMETIC_TASKS["add2_digit3"]
+    for e in task.examples("test", 50):
+        lhs, answer_so_far = e.prompt.split("=")
+        a, b = map(int, lhs.split("+"))
+        assert f"{a + b:05d}"[:3] == answer_so_far and f"{a + b:05d}"[3] == e.correct and e.wrong is None
+    test = {e.prompt for e in task.examples("test", 200)}
+    assert not test & {e.prompt for e in task.examples("train", 200)}
+
+
+def test_pairs_differ_and_answers_swap_for_every_python_task():
+    for task in resolve_tasks("all"):
+        ex = task.examples("train", 20)
+        for a, b in zip(ex[::2], ex[1::2]):
+            assert a.prompt != b.prompt and a.correct == b.wrong and a.wrong == b.correct, task.name
+
+
+def write_jsonl(path, lines):
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_jsonl_task_loads_and_splits_stably(tmp_path):
+    rows = [json.dumps({"prompt": f"x{i} = ", "correct": " 1", "wrong": " 2"}) for i in range(50)]
+    task = load_jsonl_task(write_jsonl(tmp_path / "mine.jsonl", rows))
+    train, test = task.examples("train", 100), task.examples("test", 100)
+    assert task.name == "mine" and task.binary and len(train) + len(test) == 50
+    assert not {e.prompt for e in train} & {e.prompt for e in test}
+    again = load_jsonl_task(write_jsonl(tmp_path / "again.jsonl", list(reversed(rows))))
+    assert {e.prompt for e in again.examples("test", 100)} == {e.prompt for e in test}
+
+
+@pytest.mark.parametrize("bad,words", [
+    ('{"prompt": "a", "correct": "b"', ["line 2", "not valid JSON"]),
+    ('{"prompt": 3, "correct": "b"}', ["line 2", "prompt"]),
+    ('{"prompt": "a", "correct": "b", "colour": 1}', ["line 2", "colour"]),
+])
+def test_jsonl_task_malformed_line_names_the_line(tmp_path, capsys, bad, words):
+    path = write_jsonl(tmp_path / "t.jsonl", ['{"prompt": "a", "correct": "b", "wrong": "c"}', bad])
+    with pytest.raises(UserError) as e:
+        load_jsonl_task(path)
+    for w in words:
+        assert w in str(e.value)
+    assert main(["tasks", "show", str(path)]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_tasks_cli_lists_and_shows(capsys):
+    assert main(["tasks", "list"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in TASKS)
+    assert main(["tasks", "show", "for_while", "-n", "4"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("correct:") == 4 and "for_while" in out
+    assert main(["tasks", "show", "nope"]) == 2
+    assert "unknown task" in capsys.readouterr().err
