@@ -1,12 +1,13 @@
 """sparsecircuits: weight-sparse transformers whose circuits a person can read."""
 from .api import evaluate, load, sparsify, train
+from .circuits import Circuit, PruneConfig, prune, search, validate
 from .data import AdditionData, CharTokenizer
 from .errors import UserError
 from .model import NODE_LOCATIONS, ModelConfig, SparseTransformer, abs_topk, hook_names, node_name
 from .sparsity import TopKProjector, density_at, lr_at, sparsified_parameters
 from .training import DataConfig, RunConfig, TrainConfig, Trainer, addition_report, sparsity_report
 
-__all__ = ["evaluate", "load", "sparsify", "train", "AdditionData", "CharTokenizer", "UserError",
+__all__ = ["evaluate", "load", "sparsify", "train", "Circuit", "PruneConfig", "prune", "search", "validate", "AdditionData", "CharTokenizer", "UserError",
            "NODE_LOCATIONS", "ModelConfig", "SparseTransformer", "abs_topk", "hook_names", "node_name",
            "TopKProjector", "density_at", "lr_at", "sparsified_parameters", "DataConfig", "RunConfig",
            "TrainConfig", "Trainer", "addition_report", "sparsity_report"]

@@ -141,6 +141,56 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_prune(args) -> None:
+    from ..circuits import prune, search
+    model = api.load(args.model)
+    task = get_task(args.task)
+    options = {k: getattr(args, k) for k in ("ablation", "steps", "k_coef", "lr", "seed") if getattr(args, k) is not None}
+    options["freeze_norms"] = args.freeze_norms
+    if args.search > 1:
+        circuit, _ = search(model, task, args.target_loss, budget=args.search, progress=not args.quiet, **options)
+    else:
+        circuit = prune(model, task, args.target_loss, progress=not args.quiet, **options)
+    circuit.save(args.out)
+    state = "reaches" if circuit.reached else "does NOT reach"
+    print(f"circuit of {task.name}: {circuit.n_nodes} nodes, {circuit.n_edges} edges, loss {circuit.loss:.4f} "
+          f"({state} target {circuit.target}; full model {circuit.full_loss:.4f}) -> {args.out}")
+
+
+def cmd_validate(args) -> None:
+    from ..circuits import Circuit, model_hash, model_means, validate
+    circuit = Circuit.load(args.circuit)
+    model_dir = args.model or circuit.settings.get("model")
+    if not model_dir:
+        raise UserError("the circuit does not name its model: pass --model")
+    model = api.load(model_dir)
+    if model_hash(model) != circuit.settings.get("model_hash"):
+        raise UserError(f"{args.circuit} was pruned from other weights than the model in {model_dir}")
+    means = model_means(model, progress=not args.quiet) if circuit.settings.get("ablation") == "mean" else None
+    report = validate(model, get_task(circuit.task), circuit, means, controls=not args.no_controls,
+                      progress=not args.quiet)
+    atomic_write_text(Path(args.circuit) / "validation.json", json.dumps(report, indent=2) + "\n")
+    print(format_validation(report))
+
+
+def format_validation(r: dict) -> str:
+    lines = [f"circuit of {r['task']}: {r['nodes']} nodes, {r['edges']} edges (target loss {r['target']}, "
+             f"full model {r['full_model_loss']:.4f})",
+             f"  {'check':<28} {'loss':>8}  note",
+             f"  {'sufficiency (circuit alone)':<28} {r['sufficiency']['loss']:8.4f}  "
+             f"{'reaches target' if r['sufficiency']['reaches_target'] else 'MISSES target'}",
+             f"  {'necessity (circuit removed)':<28} {r['necessity']['loss_without_circuit']:8.4f}  should rise toward chance",
+             f"  {'attribution, same size':<28} {r['attribution_baseline']['loss']:8.4f}  learned masks should beat it",
+             f"  {'patch-back (clean into kept)':<28} {r['patch_back']['patched_loss']:8.4f}  "
+             f"change {r['patch_back']['change']:+.4f}",
+             f"  {'binarised features':<28} {r['binarised_loss']:8.4f}"]
+    for name, c in r.get("controls", {}).items():
+        lines.append(f"  {'control: ' + name:<28} {c['loss']:8.4f}  {c['nodes']} nodes, {c['edges']} edges, "
+                     f"{'reached' if c['reached'] else 'not reached'}")
+    lines += [f"  WARNING: {w}" for w in r.get("warnings", [])]
+    return "\n".join(lines)
+
+
 def cmd_demo(args) -> None:
     from .demo import run_demo
     run_demo(Path(args.out), quick=args.quick, progress=not args.quiet)
@@ -193,6 +243,28 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-n", type=int, default=200, help="test examples per task (default 200)")
     e.add_argument("--corpus", help="corpus for the validation loss (default: the model's training corpus)")
     e.set_defaults(func=cmd_eval)
+
+    pr = sub.add_parser("prune", help="prune a model to the circuit of one task")
+    pr.add_argument("model", help="model directory")
+    pr.add_argument("--task", required=True, help="task name or .jsonl file")
+    pr.add_argument("--target-loss", type=float, default=0.15)
+    pr.add_argument("--out", required=True, help="circuit directory to write")
+    pr.add_argument("--ablation", choices=["mean", "zero", "resample"])
+    pr.add_argument("--steps", type=int)
+    pr.add_argument("--k-coef", type=float)
+    pr.add_argument("--lr", type=float)
+    pr.add_argument("--seed", type=int)
+    pr.add_argument("--freeze-norms", action="store_true", help="norms use the unpruned model's scales")
+    pr.add_argument("--search", type=int, default=1, help="pruning runs in a hyper-parameter search (budget)")
+    pr.add_argument("--quiet", action="store_true")
+    pr.set_defaults(func=cmd_prune)
+
+    va = sub.add_parser("validate", help="check a circuit: sufficiency, necessity, baselines, controls")
+    va.add_argument("circuit", help="circuit directory (from prune)")
+    va.add_argument("--model", help="model directory (default: the one the circuit names)")
+    va.add_argument("--no-controls", action="store_true", help="skip the three control prunings")
+    va.add_argument("--quiet", action="store_true")
+    va.set_defaults(func=cmd_validate)
 
     c = sub.add_parser("corpus", help="build a corpus of Python code")
     csub = c.add_subparsers(dest="corpus_command", required=True, parser_class=_Parser)

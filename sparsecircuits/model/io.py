@@ -10,6 +10,7 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path, atomic_write_text
 from ..config_io import load_json, to_dict
+from ..data.tokenizer import load_tokenizer
 from ..errors import UserError
 from .config import ModelConfig
 from .transformer import SparseTransformer
@@ -46,6 +47,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> SparseTr
     cfg = load_json(ModelConfig, path / CONFIG)
     model = SparseTransformer(cfg)
     assign_state(model, load_state(path / WEIGHTS), source=str(path / WEIGHTS))
+    model.source = str(path)  # where it came from: its tokenizer, run config and mean cache live there
+    model.tokenizer = load_tokenizer(path, cfg.vocab_size)
     return model.to(device).eval()
 
 

@@ -103,6 +103,7 @@ class SparseTransformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
+        self.source, self.tokenizer = None, None  # set by `load`: the model directory and its tokenizer
         self.hooks = HookPoints(hook_names(cfg.n_layer))
         self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.wpe = nn.Embedding(cfg.block_size, cfg.d_model) if cfg.pos_emb == "learned" else None

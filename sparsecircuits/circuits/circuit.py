@@ -1,0 +1,101 @@
+"""A circuit: the kept nodes of one (model, task), its edges, its loss and how it was found.
+
+Saved as `circuit.json`, a file a person can read: nodes by site, edges as
+`[source, target, weight]`, counts, losses, the bisection curve and every setting that produced
+it (ablation, reference data, target, seed, the model's path and weight hash).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..atomic import atomic_write_text
+from ..errors import UserError
+from .edges import Edge
+from .masks import ablation_hooks
+from .nodes import node_sites
+
+CIRCUIT_FILE = "circuit.json"
+
+
+@dataclass
+class Circuit:
+    nodes: dict[str, list[int]]
+    edges: list[Edge]
+    task: str
+    loss: float                      # held-out task loss of the circuit alone (calibrated)
+    full_loss: float                 # the unpruned model's held-out task loss
+    target: float
+    reached: bool
+    calibration: tuple[float, float]
+    curve: list[tuple[int, float]]   # (nodes kept, loss) points of the bisection
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def n_nodes(self) -> int:
+        return sum(len(v) for v in self.nodes.values())
+
+    @property
+    def n_edges(self) -> int:
+        return len(self.edges)
+
+    @property
+    def node_names(self) -> list[str]:
+        return [f"{site}[{c}]" for site, chans in self.nodes.items() for c in chans]
+
+    def gates(self, cfg, device="cpu") -> dict[str, torch.Tensor]:
+        gates = {name: torch.zeros(w, device=device) for name, w in node_sites(cfg).items()}
+        for site, chans in self.nodes.items():
+            gates[site][chans] = 1.0
+        return gates
+
+    def to_json(self) -> dict:
+        return {"task": self.task, "n_nodes": self.n_nodes, "n_edges": self.n_edges, "loss": self.loss,
+                "full_loss": self.full_loss, "target": self.target, "reached": self.reached,
+                "calibration": list(self.calibration), "settings": self.settings,
+                "nodes": self.nodes, "edges": [list(e) for e in self.edges],
+                "curve": [list(p) for p in self.curve]}
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(directory / CIRCUIT_FILE, json.dumps(self.to_json(), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "Circuit":
+        path = Path(directory) / CIRCUIT_FILE
+        if not path.exists():
+            raise UserError(f"{directory} holds no {CIRCUIT_FILE} (make one with `sparsecircuits prune`)")
+        try:
+            d = json.loads(path.read_text())
+            return cls(nodes={k: [int(c) for c in v] for k, v in d["nodes"].items()},
+                       edges=[(str(a), str(b), float(w)) for a, b, w in d["edges"]], task=d["task"],
+                       loss=float(d["loss"]), full_loss=float(d["full_loss"]), target=float(d["target"]),
+                       reached=bool(d["reached"]), calibration=tuple(d["calibration"]),
+                       curve=[(int(k), float(v)) for k, v in d["curve"]], settings=d["settings"])
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+            raise UserError(f"{path} is corrupt ({type(e).__name__}: {e})") from None
+
+    def ablated_model(self, model, means: dict[str, torch.Tensor] | None = None) -> "AblatedModel":
+        """`model` running with every node outside the circuit ablated (mean, or zero without means)."""
+        return AblatedModel(model, self.gates(model.cfg, next(model.parameters()).device), means)
+
+
+class AblatedModel(nn.Module):
+    """Calls the wrapped model with fixed gates: kept nodes pass, the rest become their mean (or 0)."""
+
+    def __init__(self, model, gates: dict[str, torch.Tensor], means: dict[str, torch.Tensor] | None):
+        super().__init__()
+        self.model, self.gates = model, gates
+        self.replacement = {k: (means[k].to(v.device) if means is not None else None) for k, v in gates.items()}
+
+    @property
+    def cfg(self):
+        return self.model.cfg
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.model.run_with_hooks(idx, ablation_hooks(self.gates, self.replacement))

@@ -1,0 +1,31 @@
+"""The node space of a model (METHOD 2): every channel at the 8 prunable locations of every layer.
+
+A node is `{layer}.{location}[{channel}]`; `{layer}.{location}` is also the hook name where the
+node's activation lives, so masks are hooks and circuits name the same things the hooks do.
+"""
+from __future__ import annotations
+
+import re
+
+from ..model.config import ModelConfig
+from ..model.hooks import NODE_LOCATIONS
+
+NODE_RE = re.compile(r"^(\d+)\.([a-z_.]+)\[(\d+)\]$")
+
+
+def location_width(cfg: ModelConfig, location: str) -> int:
+    if location in ("attn.q", "attn.k", "attn.v"):
+        return cfg.d_attn
+    return cfg.d_mlp if location == "mlp.post_act" else cfg.d_model
+
+
+def node_sites(cfg: ModelConfig) -> dict[str, int]:
+    """`{hook name: width}` for every prunable location, in forward order."""
+    return {f"{layer}.{loc}": location_width(cfg, loc) for layer in range(cfg.n_layer) for loc in NODE_LOCATIONS}
+
+
+def parse_node(name: str) -> tuple[int, str, int]:
+    m = NODE_RE.match(name)
+    if not m or m.group(2) not in NODE_LOCATIONS:
+        raise ValueError(f"not a node name: {name!r} (expected e.g. '3.attn.q[17]')")
+    return int(m.group(1)), m.group(2), int(m.group(3))
