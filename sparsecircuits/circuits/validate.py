@@ -58,17 +58,17 @@ def attribution_scores(pruner: Pruner) -> list[tuple[str, int]]:
     """Nodes ranked by |activation x gradient| of the task loss, summed over examples and positions."""
     enc = pruner.train
     tokens = enc.tokens.to(pruner.device)
-    acts = {}
+    acts, probes = {}, {}
 
-    def keep(x, name):
-        x = x.detach().requires_grad_(True)
-        acts[name] = x
-        return x
+    def probe(x, name):
+        acts[name] = x.detach()
+        probes[name] = torch.zeros_like(x, requires_grad=True)  # d loss / d probe = d loss / d activation
+        return x + probes[name]
 
     with torch.enable_grad():
-        logits = pruner.model.run_with_hooks(tokens, [(name, keep) for name in pruner.sites])
+        logits = pruner.model.run_with_hooks(tokens, [(name, probe) for name in pruner.sites])
         loss = calibrated_loss(logit_margin(logits, enc), enc, torch.tensor(1.0), torch.tensor(0.0))
-        grads = torch.autograd.grad(loss, [acts[n] for n in pruner.sites])
+        grads = torch.autograd.grad(loss, [probes[n] for n in pruner.sites])
     scored = []
     for (name, a), g in zip(((n, acts[n]) for n in pruner.sites), grads):
         s = (a * g).abs().sum(dim=(0, 1))
