@@ -14,6 +14,13 @@ def test_quick_demo_writes_a_complete_summary_and_resumes(tmp_path, capsys):
     assert summary["base"]["density"] == 1.0
     assert summary["sparse"]["density"] < 1 / 32
     assert summary["sparse"]["nonzero_weights"] < summary["base"]["nonzero_weights"] / 32
+    for key in ("base", "sparse"):
+        circuit = summary[key]["circuit"]
+        assert circuit["nodes"] > 0 and circuit["edges"] >= 0
+        assert (out / f"{key}_circuit" / "circuit.json").exists()
+        assert (out / f"{key}_circuit" / "validation.json").exists()
+        assert "sufficiency" in circuit["validation"] and "necessity" in circuit["validation"]
+    assert summary["circuit_edge_ratio"] == summary["base"]["circuit"]["edges"] / max(1, summary["sparse"]["circuit"]["edges"])
     assert "exact match" in capsys.readouterr().out
     # a second run finds both stages finished and only re-evaluates
     before = (out / "sparse" / "model.safetensors").read_bytes()

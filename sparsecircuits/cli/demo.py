@@ -1,4 +1,5 @@
-"""`sparsecircuits demo`: dense addition model -> sparsity-finetuned twin -> accuracy and sparsity of both.
+"""`sparsecircuits demo`: dense addition model -> sparsity-finetuned twin -> accuracy and sparsity of
+both -> the last-digit circuit of each, pruned at the same target loss and validated.
 
 Each stage resumes from its checkpoint, so a killed demo picks up where it stopped.
 """
@@ -12,11 +13,14 @@ from .. import api
 from ..atomic import atomic_write_text
 from ..model.config import ModelConfig
 from ..training.config import DataConfig, RunConfig, TrainConfig
-from .main import format_report
+from ..circuits import model_means, prune, validate
+from ..tasks import get_task
+from .main import format_report, format_validation
 
 DEMO_MODEL = ModelConfig(vocab_size=12, block_size=16, n_layer=4, d_model=128, n_head=4, d_head=16, d_mlp=512,
                          pos_emb="learned")
 DEMO_DENSITY = 1 / 64
+DEMO_TASK, TARGET_LOSS = "add2_digit4", 0.15  # the last answer digit, as in the seed pictures
 FULL_STEPS = {"base": 500, "sparse": 1500}
 BATCH_SIZE = 512
 QUICK_STEPS = {"base": 40, "sparse": 40}
@@ -39,11 +43,32 @@ def run_demo(out: Path, quick: bool = False, progress: bool = True) -> dict:
         report = api.evaluate(path)
         print(format_report(report))
         summary[key] = {"path": str(path), "train_seconds": round(seconds, 1), **report}
-    summary["settings"] = {"quick": quick, "target_density": DEMO_DENSITY, "steps": steps}
+    for key, path in (("base", base_dir), ("sparse", sparse_dir)):
+        summary[key]["circuit"] = demo_circuit(path, out / f"{key}_circuit", quick, progress)
+    bc, sc_ = summary["base"]["circuit"], summary["sparse"]["circuit"]
+    summary["circuit_edge_ratio"] = bc["edges"] / max(1, sc_["edges"])
+    summary["settings"] = {"quick": quick, "target_density": DEMO_DENSITY, "steps": steps, "task": DEMO_TASK,
+                           "target_loss": TARGET_LOSS}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     b, s = summary["base"], summary["sparse"]
     print(f"\nbase:   exact match {b['accuracy']:.1%}, {b['nonzero_weights']:,} nonzero weights")
     print(f"sparse: exact match {s['accuracy']:.1%}, {s['nonzero_weights']:,} nonzero weights "
           f"(density 1/{1 / s['density']:.1f})")
+    print(f"circuits of {DEMO_TASK} at loss {TARGET_LOSS}: base {bc['nodes']} nodes / {bc['edges']:,} edges, "
+          f"sparse {sc_['nodes']} nodes / {sc_['edges']:,} edges ({summary['circuit_edge_ratio']:.1f}x fewer edges)")
     print(f"wrote {out / 'summary.json'}")
     return summary
+
+
+def demo_circuit(model_dir: Path, circuit_dir: Path, quick: bool, progress: bool) -> dict:
+    """Prune the last-digit circuit of one demo model, validate it, save both beside the model."""
+    model = api.load(model_dir)
+    means = model_means(model, progress)
+    steps = {"steps": 30} if quick else {}
+    circuit = prune(model, DEMO_TASK, TARGET_LOSS, means=means, progress=progress, **steps)
+    circuit.save(circuit_dir)
+    report = validate(model, get_task(DEMO_TASK), circuit, means, controls=not quick, progress=progress)
+    atomic_write_text(circuit_dir / "validation.json", json.dumps(report, indent=2) + "\n")
+    print(format_validation(report))
+    return {"nodes": circuit.n_nodes, "edges": circuit.n_edges, "loss": circuit.loss, "reached": circuit.reached,
+            "path": str(circuit_dir), "validation": report}
