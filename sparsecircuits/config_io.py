@@ -24,7 +24,7 @@ def _check_type(name: str, value, hint):
             try:
                 return _check_type(name, value, arg)
             except UserError:
-                pass
+                continue
         raise UserError(f"config key '{name}' has ill-typed value {value!r}")
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):

@@ -49,17 +49,24 @@ def pretraining_batches(data, n_batches: int = 16, batch_size: int = 64):
     return [data.train_batch(10_000_000 + i, batch_size)[0] for i in range(n_batches)]
 
 
+def _cached(path: Path, digest: str) -> dict[str, torch.Tensor] | None:
+    """The saved means if the file is readable and was made from these weights."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            if (f.metadata() or {}).get("model_hash") == digest:
+                return {k: f.get_tensor(k) for k in f.keys()}
+    except Exception:  # an unreadable cache is recomputed, not trusted
+        return None
+    return None
+
+
 def load_or_compute_means(model_dir: str | Path, model, data, progress: bool = True) -> dict[str, torch.Tensor]:
     """The cache beside the model if it matches these weights, else computed now and saved."""
     path = Path(model_dir) / MEAN_FILE
     digest = model_hash(model)
-    if path.exists():
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                if (f.metadata() or {}).get("model_hash") == digest:
-                    return {k: f.get_tensor(k) for k in f.keys()}
-        except Exception:  # an unreadable cache is recomputed, not trusted
-            pass
+    means = _cached(path, digest) if path.exists() else None
+    if means is not None:
+        return means
     means = compute_means(model, pretraining_batches(data), progress)
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in means.items()}, str(tmp), metadata={"model_hash": digest})
