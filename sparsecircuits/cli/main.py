@@ -13,12 +13,13 @@ from pathlib import Path
 
 from .. import api
 from ..atomic import atomic_write_text
+from ..circuits import Circuit, model_hash, model_means, prune, search, validate
 from ..config_io import from_dict, load_json, to_dict
-from ..errors import UserError
-from ..training.config import RunConfig
 from ..data.corpus import build_corpus
+from ..errors import UserError
 from ..tasks import TASKS, get_task, required_tokens
 from ..training.checkpoint import CHECKPOINT
+from ..training.config import RunConfig
 from ..training.presets import PRESETS, preset
 
 
@@ -142,7 +143,6 @@ def format_report(report: dict) -> str:
 
 
 def cmd_prune(args) -> None:
-    from ..circuits import prune, search
     model = api.load(args.model)
     task = get_task(args.task)
     options = {k: getattr(args, k) for k in ("ablation", "steps", "k_coef", "lr", "seed") if getattr(args, k) is not None}
@@ -158,7 +158,6 @@ def cmd_prune(args) -> None:
 
 
 def cmd_validate(args) -> None:
-    from ..circuits import Circuit, model_hash, model_means, validate
     circuit = Circuit.load(args.circuit)
     model_dir = args.model or circuit.settings.get("model")
     if not model_dir:
