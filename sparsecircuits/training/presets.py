@@ -11,10 +11,10 @@ from ..model.config import ModelConfig
 from .config import DataConfig, RunConfig, TrainConfig
 
 
-def _tiny(corpus: str, density: float) -> RunConfig:
+def _tiny(corpus: str, density: float, lr: float) -> RunConfig:
     model = ModelConfig(vocab_size=2048, block_size=128, n_layer=4, d_model=128, n_head=8, d_head=16, d_mlp=512,
                         pos_emb="none", bigram=True, sink=True)
-    train = TrainConfig(steps=5000, batch_size=32, lr=1e-2, density=density, anneal_start=0.01, anneal_end=0.5,
+    train = TrainConfig(steps=5000, batch_size=32, lr=lr, density=density, anneal_start=0.01, anneal_end=0.5,
                         checkpoint_every=250, device="auto")
     return RunConfig(model=model, data=DataConfig(kind="corpus", path=corpus), train=train)
 
@@ -29,8 +29,8 @@ def _paper(corpus: str, ef: int) -> RunConfig:
 
 
 PRESETS = {
-    "python-tiny": lambda corpus: _tiny(corpus, 1 / 8),
-    "python-tiny-dense": lambda corpus: _tiny(corpus, 1.0),
+    "python-tiny": lambda corpus: _tiny(corpus, 1 / 8, 2e-2),  # 2e-2 beat 1e-2: val 2.61 vs 2.67 nats, 7 vs 6 tasks
+    "python-tiny-dense": lambda corpus: _tiny(corpus, 1.0, 1e-2),
     **{f"python-paper-{ef}x": (lambda corpus, ef=ef: _paper(corpus, ef)) for ef in (1, 2, 4, 8)},
 }
 
