@@ -7,7 +7,6 @@ The end-of-text token is the last id (2047 for 2048 tokens), as in the authors' 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -101,14 +100,3 @@ def train_bpe(texts: Iterable[str], vocab_size: int = 2048, required: list[str] 
 
 def looks_like_bpe(data: dict) -> bool:
     return isinstance(data.get("model"), dict) and data["model"].get("type") == "BPE"
-
-
-def load_bpe_file(path: Path) -> BPETokenizer:
-    return BPETokenizer.from_json(path.read_text())
-
-
-def is_bpe_json(text: str) -> bool:
-    try:
-        return looks_like_bpe(json.loads(text))
-    except json.JSONDecodeError:
-        return False

@@ -131,7 +131,3 @@ class TopKProjector:
             slot.project(k, j)
             kept += k
         return kept
-
-    @torch.no_grad()
-    def nonzero(self) -> int:
-        return int(sum(int(torch.count_nonzero(s.param)) for s in self.slots))
