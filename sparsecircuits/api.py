@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .circuits import Circuit, model_hash, model_means
 from .config_io import load_json
 from .errors import UserError
 from .model.io import load_model
@@ -21,6 +22,20 @@ from .training.trainer import RUN_FILE, Trainer, make_data
 def load(path: str | Path, device: str = "cpu") -> SparseTransformer:
     """A ready model from a model directory (`config.json` + `model.safetensors`)."""
     return load_model(path, device)
+
+
+def load_circuit(directory: str | Path, model: str | Path | None = None, progress: bool = True):
+    """(circuit, model, means) of a circuit directory; the model is the one the circuit names unless
+    `model` is given, and must have the weights the circuit was pruned from."""
+    circuit = Circuit.load(directory)
+    model_dir = model or circuit.settings.get("model")
+    if not model_dir:
+        raise UserError("the circuit does not name its model: pass the model directory")
+    net = load(model_dir)
+    if model_hash(net) != circuit.settings.get("model_hash"):
+        raise UserError(f"{directory} was pruned from other weights than the model in {model_dir}")
+    means = model_means(net, progress) if circuit.settings.get("ablation") == "mean" else None
+    return circuit, net, means
 
 
 def train(run: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,

@@ -1,7 +1,10 @@
 import pytest
 import torch
 
-from sparsecircuits import ModelConfig, SparseTransformer
+import sparsecircuits as sc
+from sparsecircuits import DataConfig, ModelConfig, RunConfig, SparseTransformer, TrainConfig
+from sparsecircuits.data.corpus import build_corpus
+from sparsecircuits.tasks import required_tokens
 
 
 @pytest.fixture(autouse=True)
@@ -19,3 +22,22 @@ def small_config(**kw) -> ModelConfig:
 @pytest.fixture
 def small_model() -> SparseTransformer:
     return SparseTransformer(small_config()).eval()
+
+
+@pytest.fixture(scope="session")
+def stdlib_corpus(tmp_path_factory):
+    """The default corpus: this Python's standard library without its tests (about 10 s to build)."""
+    path = tmp_path_factory.mktemp("corpus") / "stdlib"
+    build_corpus(path, required_tokens=required_tokens(), progress=lambda m: None)
+    return path
+
+
+@pytest.fixture(scope="session")
+def adder(tmp_path_factory):
+    """A small dense model trained on 2-digit addition: sure of the last digit, so worth pruning."""
+    path = tmp_path_factory.mktemp("adder") / "m"
+    run = RunConfig(model=small_config(d_model=48, d_mlp=128, n_head=4),
+                    data=DataConfig(n_digits=2),
+                    train=TrainConfig(steps=400, batch_size=128, lr=1e-2, density=1.0, autocast="none"))
+    sc.train(run, path, progress=False)
+    return path

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import sparsecircuits as sc
-from sparsecircuits import DataConfig, RunConfig, TrainConfig
+from sparsecircuits import RunConfig
 from sparsecircuits.circuits import (MEAN_FILE, Circuit, circuit_edges, compute_means, load_or_compute_means,
                                      model_hash, node_sites, prune, validate)
 from sparsecircuits.circuits.masks import HeavisideST
@@ -15,17 +15,6 @@ from sparsecircuits.tasks import get_task
 from conftest import small_config
 
 TARGET = 0.3
-
-
-@pytest.fixture(scope="module")
-def adder(tmp_path_factory):
-    """A small dense model trained on 2-digit addition: sure of the last digit, so worth pruning."""
-    path = tmp_path_factory.mktemp("adder") / "m"
-    run = RunConfig(model=small_config(d_model=48, d_mlp=128, n_head=4),
-                    data=DataConfig(n_digits=2),
-                    train=TrainConfig(steps=400, batch_size=128, lr=1e-2, density=1.0, autocast="none"))
-    sc.train(run, path, progress=False)
-    return path
 
 
 FAST = dict(steps=100, n_train=256, n_test=128, batch_pairs=32, k_coef=3e-3, progress=False)
@@ -142,3 +131,27 @@ def test_prune_and_validate_cli_with_bad_inputs(adder, tmp_path, capsys):
     assert main(["validate", str(out), "--model", str(other), "--quiet"]) == 2
     assert "other weights" in capsys.readouterr().err
     assert main(["validate", str(tmp_path / "none")]) == 2
+
+
+def test_resample_ablation_puts_another_prompts_activation_in_closed_nodes(adder):
+    model = sc.load(adder)
+    task = get_task("add2_digit4")
+    means = sc.circuits.model_means(model, progress=False)
+    pruner = sc.circuits.Pruner(model, task, model.tokenizer, means,
+                                sc.circuits.PruneConfig(ablation="resample", n_train=32, n_test=32))
+    site = "1.mlp.post_act"
+    gates = {name: torch.ones(w) for name, w in pruner.sites.items()}
+    gates[site] = torch.zeros(pruner.sites[site])
+    seen = []
+    with torch.no_grad():
+        pruner.run(pruner.test, gates, extra_hooks=[(site, lambda x, _: seen.append(x.clone()))])
+        _, cache = model.run_with_cache(pruner.test.tokens, [site])
+    clean, ablated = cache[site], seen[0]
+    # every prompt's closed activation is the clean activation of some prompt of the batch...
+    flat_clean, flat_ablated = clean.flatten(1), ablated.flatten(1)
+    match = torch.cdist(flat_ablated, flat_clean).argmin(1)
+    assert torch.allclose(flat_ablated, flat_clean[match], atol=1e-5)
+    assert len(set(match.tolist())) > len(match) // 2          # ...drawn as a permutation...
+    assert (match != torch.arange(len(match))).float().mean() > 0.5  # ...mostly of other prompts
+    circuit = prune(model, "add2_digit4", TARGET, **{**FAST, "ablation": "resample"})
+    assert circuit.settings["ablation"] == "resample" and circuit.n_nodes > 0

@@ -15,14 +15,6 @@ from sparsecircuits.tasks.evaluate import evaluate_task
 from conftest import small_config
 
 
-@pytest.fixture(scope="session")
-def stdlib_corpus(tmp_path_factory):
-    """The default corpus: this Python's standard library without its tests (about 10 s to build)."""
-    path = tmp_path_factory.mktemp("corpus") / "stdlib"
-    build_corpus(path, required_tokens=required_tokens(), progress=lambda m: None)
-    return path
-
-
 def small_sources(root):
     (root / "pkg" / "sub").mkdir(parents=True)
     files = {

@@ -21,6 +21,12 @@ def test_quick_demo_writes_a_complete_summary_and_resumes(tmp_path, capsys):
         assert (out / f"{key}_circuit" / "validation.json").exists()
         assert "sufficiency" in circuit["validation"] and "necessity" in circuit["validation"]
     assert summary["circuit_edge_ratio"] == summary["base"]["circuit"]["edges"] / max(1, summary["sparse"]["circuit"]["edges"])
+    page = (out / "report.html").read_text()
+    assert 'id="view-flow"' in page and 'id="view-grid"' in page and 'id="view-numbers"' in page
+    assert '"label":"base"' in page and '"label":"sparse"' in page
+    for kind in ("flow", "grid"):
+        assert (out / f"{kind}.png").read_bytes()[:4] == b"\x89PNG"
+    assert summary["report"]["html"] == str(out / "report.html")
     assert "exact match" in capsys.readouterr().out
     # a second run finds both stages finished and only re-evaluates
     before = (out / "sparse" / "model.safetensors").read_bytes()

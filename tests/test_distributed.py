@@ -45,6 +45,7 @@ def worker(rank: int, port: int, out: str, result: str) -> None:
             mismatches.append(step)
     if rank == 0:
         torch.save({"mismatches": mismatches, "state": trainer.model.state_dict()}, result)
+    dist.barrier()  # neither rank leaves the group while the other still uses it
     dist.destroy_process_group()
 
 

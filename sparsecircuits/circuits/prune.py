@@ -106,13 +106,16 @@ class Pruner:
         _, cache = self.model.run_with_cache(tokens[torch.randperm(len(tokens), generator=g)], list(self.sites))
         return cache
 
-    def run(self, enc: EncodedTask, gates: dict[str, torch.Tensor], extra_hooks=()) -> torch.Tensor:
-        """Margins (or last logits) of `enc` with nodes gated by `gates` (1 = kept)."""
-        tokens = enc.tokens.to(self.device)
+    def forward(self, tokens: torch.Tensor, gates: dict[str, torch.Tensor], extra_hooks=()) -> torch.Tensor:
+        """Logits of `tokens` with nodes gated by `gates` (1 = kept); `extra_hooks` see ablated values."""
+        tokens = tokens.to(self.device)
         hooks = ablation_hooks(gates, self.replacement(tokens)) + list(extra_hooks)
         with frozen_norms(self.model, tokens) if self.cfg.freeze_norms else _nothing():
-            logits = self.model.run_with_hooks(tokens, hooks)
-        return logit_margin(logits, enc)
+            return self.model.run_with_hooks(tokens, hooks)
+
+    def run(self, enc: EncodedTask, gates: dict[str, torch.Tensor], extra_hooks=()) -> torch.Tensor:
+        """Margins (or last logits) of `enc` with nodes gated by `gates` (1 = kept)."""
+        return logit_margin(self.forward(enc.tokens, gates, extra_hooks), enc)
 
     def loss(self, enc: EncodedTask, gates, calibrated: bool = True, extra_hooks=()) -> float:
         with torch.no_grad():

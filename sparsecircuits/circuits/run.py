@@ -38,7 +38,9 @@ def prune(model, task: Task | str, target_loss: float = 0.15, tokenizer=None, me
           **config) -> Circuit:
     """Prune `model` to the smallest circuit reaching `target_loss` on `task` (METHOD 6)."""
     cfg = PruneConfig(target_loss=target_loss, **config)
-    task = get_task(task) if isinstance(task, str) else task
+    # a circuit names its task so that `get_task` finds it again: a JSONL task by its absolute path
+    spec = task if not isinstance(task, str) else str(Path(task).resolve()) if task.endswith(".jsonl") else task
+    task = get_task(spec) if isinstance(spec, str) else spec
     tokenizer = tokenizer or model.tokenizer
     if tokenizer is None:
         raise UserError("the model has no tokenizer: load it from its directory or pass tokenizer=...")
@@ -58,7 +60,7 @@ def prune(model, task: Task | str, target_loss: float = 0.15, tokenizer=None, me
     nodes = {site: sorted(nodes[site]) for site in node_sites(model.cfg) if site in nodes}
     settings = {**asdict(cfg), "model": model.source, "model_hash": model_hash(model), "reference_data": data_desc,
                 "nodes_open_after_training": found["n_open"]}
-    circuit = Circuit(nodes=nodes, edges=circuit_edges(model, nodes), task=task.name, loss=found["loss"],
+    circuit = Circuit(nodes=nodes, edges=circuit_edges(model, nodes), task=spec if isinstance(spec, str) else task.name, loss=found["loss"],
                       full_loss=full_loss, target=target_loss, reached=found["reached"],
                       calibration=found["calibration"], curve=found["curve"], settings=settings)
     if not circuit.reached and progress:

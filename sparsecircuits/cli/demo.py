@@ -1,5 +1,6 @@
 """`sparsecircuits demo`: dense addition model -> sparsity-finetuned twin -> accuracy and sparsity of
-both -> the last-digit circuit of each, pruned at the same target loss and validated.
+both -> the last-digit circuit of each, pruned at the same target loss and validated -> a report
+(`report.html`, `flow.png`, `grid.png`) that shows the two side by side.
 
 Each stage resumes from its checkpoint, so a killed demo picks up where it stopped.
 """
@@ -9,7 +10,7 @@ import json
 import time
 from pathlib import Path
 
-from .. import api
+from .. import api, viz
 from ..atomic import atomic_write_text
 from ..model.config import ModelConfig
 from ..training.config import DataConfig, RunConfig, TrainConfig
@@ -49,6 +50,7 @@ def run_demo(out: Path, quick: bool = False, progress: bool = True) -> dict:
     summary["circuit_edge_ratio"] = bc["edges"] / max(1, sc_["edges"])
     summary["settings"] = {"quick": quick, "target_density": DEMO_DENSITY, "steps": steps, "task": DEMO_TASK,
                            "target_loss": TARGET_LOSS}
+    summary["report"] = demo_report(out, progress)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     b, s = summary["base"], summary["sparse"]
     print(f"\nbase:   exact match {b['accuracy']:.1%}, {b['nonzero_weights']:,} nonzero weights")
@@ -56,7 +58,7 @@ def run_demo(out: Path, quick: bool = False, progress: bool = True) -> dict:
           f"(density 1/{1 / s['density']:.1f})")
     print(f"circuits of {DEMO_TASK} at loss {TARGET_LOSS}: base {bc['nodes']} nodes / {bc['edges']:,} edges, "
           f"sparse {sc_['nodes']} nodes / {sc_['edges']:,} edges ({summary['circuit_edge_ratio']:.1f}x fewer edges)")
-    print(f"wrote {out / 'summary.json'}")
+    print(f"wrote {out / 'summary.json'}, {summary['report']['html']} and the figures beside it")
     return summary
 
 
@@ -72,3 +74,13 @@ def demo_circuit(model_dir: Path, circuit_dir: Path, quick: bool, progress: bool
     print(format_validation(report))
     return {"nodes": circuit.n_nodes, "edges": circuit.n_edges, "loss": circuit.loss, "reached": circuit.reached,
             "path": str(circuit_dir), "validation": report}
+
+
+def demo_report(out: Path, progress: bool) -> dict:
+    """The base vs sparse report (views 1, 2 and 4: flow, grid, numbers) and the figures as PNG."""
+    models = viz.report_models([out / "base_circuit", out / "sparse_circuit"], labels=["base", "sparse"],
+                               details=False, progress=progress)
+    html = viz.write_report(models, out / "report.html", f"sparsecircuits demo: {DEMO_TASK}, base vs sparse",
+                            views=("flow", "grid", "numbers"))
+    figures = {kind: str(viz.write_figure(models, kind, out / f"{kind}.png")) for kind in ("flow", "grid")}
+    return {"html": str(html), "figures": figures}

@@ -11,9 +11,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .. import api
+from .. import api, viz
 from ..atomic import atomic_write_text
-from ..circuits import Circuit, model_hash, model_means, prune, search, validate
+from ..circuits import prune, search, validate
 from ..config_io import from_dict, load_json, to_dict
 from ..data.corpus import build_corpus
 from ..errors import UserError
@@ -148,9 +148,9 @@ def cmd_prune(args) -> None:
     options = {k: getattr(args, k) for k in ("ablation", "steps", "k_coef", "lr", "seed") if getattr(args, k) is not None}
     options["freeze_norms"] = args.freeze_norms
     if args.search > 1:
-        circuit, _ = search(model, task, args.target_loss, budget=args.search, progress=not args.quiet, **options)
+        circuit, _ = search(model, args.task, args.target_loss, budget=args.search, progress=not args.quiet, **options)
     else:
-        circuit = prune(model, task, args.target_loss, progress=not args.quiet, **options)
+        circuit = prune(model, args.task, args.target_loss, progress=not args.quiet, **options)
     circuit.save(args.out)
     state = "reaches" if circuit.reached else "does NOT reach"
     print(f"circuit of {task.name}: {circuit.n_nodes} nodes, {circuit.n_edges} edges, loss {circuit.loss:.4f} "
@@ -158,14 +158,7 @@ def cmd_prune(args) -> None:
 
 
 def cmd_validate(args) -> None:
-    circuit = Circuit.load(args.circuit)
-    model_dir = args.model or circuit.settings.get("model")
-    if not model_dir:
-        raise UserError("the circuit does not name its model: pass --model")
-    model = api.load(model_dir)
-    if model_hash(model) != circuit.settings.get("model_hash"):
-        raise UserError(f"{args.circuit} was pruned from other weights than the model in {model_dir}")
-    means = model_means(model, progress=not args.quiet) if circuit.settings.get("ablation") == "mean" else None
+    circuit, model, means = api.load_circuit(args.circuit, args.model, progress=not args.quiet)
     report = validate(model, get_task(circuit.task), circuit, means, controls=not args.no_controls,
                       progress=not args.quiet)
     atomic_write_text(Path(args.circuit) / "validation.json", json.dumps(report, indent=2) + "\n")
@@ -188,6 +181,36 @@ def format_validation(r: dict) -> str:
                      f"{'reached' if c['reached'] else 'not reached'}")
     lines += [f"  WARNING: {w}" for w in r.get("warnings", [])]
     return "\n".join(lines)
+
+
+def _labels(args) -> list[str] | None:
+    return [x.strip() for x in args.labels.split(",")] if args.labels else None
+
+
+def cmd_viz(args) -> None:
+    if not args.serve and not args.out:
+        raise UserError("give --out FILE.html or --serve")
+    if args.out and Path(args.out).suffix.lower() not in (".html", ".htm"):
+        raise UserError(f"--out must be an .html file, got {args.out!r}")
+    models = viz.report_models(args.circuits, _labels(args), progress=not args.quiet)
+    title = f"sparsecircuits: {models[0]['task']} circuit" + (" — " + " vs ".join(m["label"] for m in models)
+                                                              if len(models) > 1 else "")
+    if args.out:
+        print(f"report -> {viz.write_report(models, args.out, title)}")
+    if args.serve:
+        server = viz.make_server(viz.render(models, title), args.port)
+        print(f"serving on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()
+
+
+def cmd_figure(args) -> None:
+    models = viz.report_models(args.circuits, _labels(args), details=args.kind == "graph", progress=not args.quiet)
+    if not 0 <= args.prompt < len(models[0]["prompts"]):
+        raise UserError(f"--prompt must be in 0..{len(models[0]['prompts']) - 1}")
+    print(f"figure -> {viz.write_figure(models, args.kind, args.out, prompt=args.prompt)}")
 
 
 def cmd_demo(args) -> None:
@@ -264,6 +287,24 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("--no-controls", action="store_true", help="skip the three control prunings")
     va.add_argument("--quiet", action="store_true")
     va.set_defaults(func=cmd_validate)
+
+    vz = sub.add_parser("viz", help="the interactive circuit report: one HTML file, or served on localhost")
+    vz.add_argument("circuits", nargs="+", help="circuit directories (two or more: drawn side by side)")
+    vz.add_argument("--out", help="HTML file to write")
+    vz.add_argument("--serve", action="store_true", help="serve the report on http://127.0.0.1:PORT")
+    vz.add_argument("--port", type=int, default=0, help="port for --serve (default: a free one)")
+    vz.add_argument("--labels", help="comma-separated panel names (default: the models' folder names)")
+    vz.add_argument("--quiet", action="store_true")
+    vz.set_defaults(func=cmd_viz)
+
+    fg = sub.add_parser("figure", help="a static figure (PNG/SVG/PDF) of one or more circuits")
+    fg.add_argument("circuits", nargs="+", help="circuit directories (one panel each)")
+    fg.add_argument("--kind", choices=list(viz.KINDS), default="flow")
+    fg.add_argument("--out", required=True, help="figure file: .png, .svg or .pdf")
+    fg.add_argument("--prompt", type=int, default=0, help="which task prompt the flow figure traces")
+    fg.add_argument("--labels", help="comma-separated panel names")
+    fg.add_argument("--quiet", action="store_true")
+    fg.set_defaults(func=cmd_figure)
 
     c = sub.add_parser("corpus", help="build a corpus of Python code")
     csub = c.add_subparsers(dest="corpus_command", required=True, parser_class=_Parser)

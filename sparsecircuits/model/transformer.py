@@ -53,16 +53,19 @@ class Attention(nn.Module):
         q = hook(p + "q", abs_topk(q, self.k["q"])).view(B, T, H, D).transpose(1, 2)
         k = hook(p + "k", abs_topk(k, self.k["k"])).view(B, T, H, D).transpose(1, 2)
         v = hook(p + "v", abs_topk(v, self.k["v"])).view(B, T, H, D).transpose(1, 2)
-        scores = (q @ k.transpose(-2, -1)) / math.sqrt(D)
-        scores = scores.masked_fill(self.causal[:T, :T], float("-inf"))
-        if self.sink_logit is not None:
-            sink = self.sink_logit.to(scores.dtype).view(1, H, 1, 1).expand(B, H, T, 1)
-            att = torch.softmax(torch.cat([sink, scores], dim=-1), dim=-1)[..., 1:]
-        else:
-            att = torch.softmax(scores, dim=-1)
-        y = (att.to(v.dtype) @ v).transpose(1, 2).reshape(B, T, H * D)
+        y = (self.pattern(q, k).to(v.dtype) @ v).transpose(1, 2).reshape(B, T, H * D)
         y = hook(p + "y", y)
         return abs_topk(self.c_proj(y), self.k["out"])
+
+    def pattern(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        """Attention weights (B, H, T, T) from per-head q and k (B, H, T, D); the sink takes the rest."""
+        B, H, T, D = q.shape
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(D)
+        scores = scores.masked_fill(self.causal[:T, :T], float("-inf"))
+        if self.sink_logit is None:
+            return torch.softmax(scores, dim=-1)
+        sink = self.sink_logit.to(scores.dtype).view(1, H, 1, 1).expand(B, H, T, 1)
+        return torch.softmax(torch.cat([sink, scores], dim=-1), dim=-1)[..., 1:]
 
 
 class MLP(nn.Module):

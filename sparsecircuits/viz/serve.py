@@ -1,0 +1,25 @@
+"""Serve a rendered report on http://127.0.0.1:PORT (the same page `viz --out` writes)."""
+from __future__ import annotations
+
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def make_server(page: str, port: int = 0) -> ThreadingHTTPServer:
+    """A loopback server answering every GET with `page`; port 0 picks a free port."""
+    body = page.encode("utf-8")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path.split("?")[0] not in ("/", "/index.html"):
+                self.send_error(404)
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    return ThreadingHTTPServer(("127.0.0.1", port), Handler)

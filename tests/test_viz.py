@@ -1,0 +1,197 @@
+"""The circuit report: its data, the HTML page in headless Chromium, the server and static figures."""
+import json
+import os
+import shutil
+import threading
+import urllib.request
+
+import pytest
+import torch
+
+import sparsecircuits as sc
+from sparsecircuits import DataConfig, RunConfig, TrainConfig, viz
+from sparsecircuits.circuits import prune, validate
+from sparsecircuits.cli import main
+from sparsecircuits.tasks import get_task
+
+from conftest import small_config
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+XSS = "</script><img src=x onerror=alert(1)>"
+FAST = dict(steps=60, n_train=128, n_test=64, batch_pairs=32, k_coef=3e-3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def adder_circuits(adder, tmp_path_factory):
+    """Two circuits of the addition model (two pruning seeds), the first validated."""
+    root = tmp_path_factory.mktemp("circuits")
+    model = sc.load(adder)
+    dirs = []
+    for seed in (0, 1):
+        circuit = prune(model, "add2_digit4", 0.3, seed=seed, **FAST)
+        circuit.save(root / f"c{seed}")
+        dirs.append(root / f"c{seed}")
+    means = sc.circuits.model_means(model, progress=False)
+    report = validate(model, get_task("add2_digit4"), sc.Circuit.load(dirs[0]), means, controls=False,
+                      progress=False)
+    (dirs[0] / "validation.json").write_text(json.dumps(report))
+    return dirs
+
+
+@pytest.fixture(scope="module")
+def xss_circuit(stdlib_corpus, tmp_path_factory):
+    """A code model briefly trained on the corpus, pruned on a JSONL task whose prompts hold markup."""
+    root = tmp_path_factory.mktemp("xss")
+    run = RunConfig(model=small_config(vocab_size=2048, block_size=64, pos_emb="none"),
+                    data=DataConfig(kind="corpus", path=str(stdlib_corpus)),
+                    train=TrainConfig(steps=30, batch_size=8, lr=1e-2, density=0.5, autocast="none"))
+    sc.train(run, root / "model", progress=False)
+    lines = []
+    for i in range(40):
+        for q, other in (("'", '"'), ('"', "'")):
+            lines.append({"prompt": f"value_{i} = ({q}{XSS} item {i}", "correct": f"{q})", "wrong": f"{other})"})
+    task_file = root / "markup.jsonl"
+    task_file.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    model = sc.load(root / "model")
+    prune(model, str(task_file), 0.3, **{**FAST, "n_train": 48, "n_test": 16}).save(root / "circ")
+    return root / "circ"
+
+
+def test_report_data_matches_the_circuit(adder_circuits):
+    circuit, model, means = sc.api.load_circuit(adder_circuits[0], progress=False)
+    [m] = viz.report_models([adder_circuits[0]], labels=["a"], progress=False)
+    assert m["numbers"]["nodes"] == circuit.n_nodes and m["numbers"]["edges"] == circuit.n_edges
+    assert m["numbers"]["validation"]["sufficiency"]["loss"] == pytest.approx(circuit.loss, abs=1e-4)
+    assert {n["id"] for n in m["nodes"]} == set(circuit.node_names)
+    # the page's edges are the circuit's largest, by index into its node list
+    ids = [n["id"] for n in m["nodes"]]
+    drawn = {(ids[a], ids[b]) for a, b, _ in m["edges"]}
+    largest = sorted(circuit.edges, key=lambda e: -abs(e[2]))[:len(m["edges"])]
+    assert len(m["edges"]) == min(circuit.n_edges, 5000) and m["edges_total"] == circuit.n_edges
+    assert drawn == {(a, b) for a, b, _ in largest}
+    # a node's ablation effect is the circuit's loss rise when that node is ablated too
+    node = max(m["nodes"], key=lambda n: abs(n["effect"]))
+    pruner = sc.circuits.Pruner(model, get_task(circuit.task), model.tokenizer, means,
+                                sc.PruneConfig(n_train=2, n_test=32, seed=0))
+    pruner.calib = tuple(circuit.calibration)
+    gates = circuit.gates(model.cfg)
+    base = pruner.loss(pruner.test, gates)
+    gates[f"{node['layer']}.{node['loc']}"][node["index"]] = 0
+    assert node["effect"] == pytest.approx(pruner.loss(pruner.test, gates) - base, rel=1e-3, abs=1e-4)
+    # activations over the task prompts are the full model's own
+    tokens = torch.tensor([model.tokenizer.encode("".join(m["prompts"][0]["tokens"]))])
+    _, cache = model.run_with_cache(tokens, [f"{node['layer']}.{node['loc']}"])
+    got = torch.tensor(node["acts"][0])
+    assert torch.allclose(got, cache[f"{node['layer']}.{node['loc']}"][0, :, node["index"]], rtol=6e-3, atol=1e-3)  # 3 digits kept
+    # flow links go from earlier to later positions and the grid lights only components with kept nodes
+    for layer in m["flow"][0]:
+        assert all(j < i and 0 < w <= 1 for i, j, w in layer)
+    assert max(w for layer in m["flow"][0] for _, _, w in layer) == pytest.approx(1.0)
+    lit_heads = {(int(s.split(".")[0]), c // model.cfg.d_head) for s, chans in circuit.nodes.items()
+                 for c in chans if s.split(".", 1)[1] in ("attn.q", "attn.k", "attn.v")}
+    assert {(l, c) for l, c, _ in m["grid"]["cells"] if c < model.cfg.n_head} == lit_heads
+
+
+def test_flow_strength_follows_attention_through_kept_value_channels(adder_circuits):
+    circuit, model, means = sc.api.load_circuit(adder_circuits[0], progress=False)
+    [m] = viz.report_models([adder_circuits[0]], details=False, progress=False)
+    assert "nodes" not in m
+    # with every value channel of layer 0 dropped, nothing moves between positions at layer 0
+    circuit.nodes.pop("0.attn.v", None)
+    cfg = sc.PruneConfig(n_train=2, n_test=8)
+    pruner = sc.circuits.Pruner(model, get_task(circuit.task), model.tokenizer, means, cfg)
+    flows = viz.flow.flow_strengths(model, circuit, pruner, pruner.test.tokens[:4])
+    assert all(flow[0] == [] for flow in flows)
+
+
+def _browser(playwright):
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("SPARSECIRCUITS_BROWSER_TESTS") == "required":
+            pytest.fail(f"no Chromium at {CHROMIUM}")
+        pytest.skip("Chromium is not installed (.ci/run installs it)")
+    return playwright.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"])
+
+
+def _open(browser, url):
+    page = browser.new_page()
+    errors, dialogs = [], []
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(url)
+    page.wait_for_selector("body[data-ready='1']")
+    return page, errors, dialogs
+
+
+def test_report_in_chromium_side_by_side_click_and_prompt_picker(adder_circuits, tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    out = tmp_path / "report.html"
+    assert main(["viz", str(adder_circuits[0]), str(adder_circuits[1]), "--labels", "seed 0,seed 1",
+                 "--out", str(out), "--quiet"]) == 0
+    with playwright.sync_playwright() as p:
+        browser = _browser(p)
+        page, errors, _ = _open(browser, out.as_uri())
+        assert page.locator("#flow-panels svg.flow").count() == 2
+        assert page.locator("#grid-panels svg.grid").count() == 2
+        first = page.locator("#flow-panels svg.flow").first.text_content()
+        page.select_option("#prompt-picker", index=3)
+        assert page.locator("#flow-panels svg.flow").first.text_content() != first  # view 1 redrawn
+        node = page.locator("#graph-svg circle.node").first
+        name = node.get_attribute("data-id")
+        node.click()
+        assert page.text_content("#node-name") == name
+        assert "ablation effect" in page.text_content("#node-effect")
+        assert page.locator("#node-panel .prompt").count() >= 2
+        numbers = page.text_content("#numbers-panels")
+        assert "sufficiency" in numbers and "No validation.json" in numbers  # seed 1 was not validated
+        assert errors == []
+        browser.close()
+
+
+def test_markup_in_prompts_is_shown_as_text_and_served(xss_circuit):
+    playwright = pytest.importorskip("playwright.sync_api")
+    models = viz.report_models([xss_circuit], progress=False)
+    page_html = viz.render(models, "markup <test>")
+    assert XSS not in page_html and "<img" not in page_html
+    server = viz.make_server(page_html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        assert urllib.request.urlopen(url).read().decode() == page_html
+        with playwright.sync_playwright() as p:
+            browser = _browser(p)
+            page, errors, dialogs = _open(browser, url)
+            assert page.title() == "markup <test>"
+            assert XSS in page.text_content("#prompt-picker")
+            assert page.evaluate("document.querySelectorAll('img').length") == 0
+            page.locator("#graph-svg circle.node").first.click()
+            assert "onerror" in page.text_content("#node-panel")   # the prompt tokens, as text
+            assert page.evaluate("document.querySelectorAll('img').length") == 0
+            assert dialogs == [] and errors == []
+            browser.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_figures_and_cli_errors(adder_circuits, adder, tmp_path, capsys):
+    for kind, name in (("flow", "f.png"), ("grid", "g.svg"), ("graph", "h.png")):
+        assert main(["figure", *map(str, adder_circuits), "--kind", kind, "--out", str(tmp_path / name),
+                     "--quiet"]) == 0
+    assert (tmp_path / "f.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "h.png").stat().st_size > 10_000
+    assert "<svg" in (tmp_path / "g.svg").read_text()
+    assert main(["viz", str(adder_circuits[0])]) == 2
+    assert "--out" in capsys.readouterr().err
+    assert main(["viz", str(adder_circuits[0]), "--out", str(tmp_path / "r.txt")]) == 2
+    assert main(["figure", str(adder_circuits[0]), "--out", str(tmp_path / "x.gif")]) == 2
+    assert main(["viz", str(tmp_path / "missing"), "--out", str(tmp_path / "r.html")]) == 2
+    assert "circuit.json" in capsys.readouterr().err
+    assert main(["viz", str(adder_circuits[0]), "--labels", "a,b", "--out", str(tmp_path / "r.html")]) == 2
+    other = prune(sc.load(adder), "add2_digit3", 0.3, **FAST)
+    other.save(tmp_path / "other")
+    assert main(["viz", str(adder_circuits[0]), str(tmp_path / "other"), "--out", str(tmp_path / "r.html")]) == 2
+    assert "different tasks" in capsys.readouterr().err
+    assert not list(tmp_path.glob("*.html")) and not list(tmp_path.glob(".*.tmp"))
