@@ -10,7 +10,6 @@ from .model.io import load_model
 from .model.transformer import SparseTransformer
 from .training.config import RunConfig
 from .data.corpus import CorpusData
-from .data.tokenizer import load_tokenizer
 from .tasks import resolve_tasks
 from .tasks.evaluate import evaluate_task
 from .training.evaluate import addition_report, sparsity_report, validation_loss
@@ -19,9 +18,10 @@ from .training.distributed import resolve_device
 from .training.trainer import RUN_FILE, Trainer, make_data
 
 
-def load(path: str | Path, device: str = "cpu") -> SparseTransformer:
-    """A ready model from a model directory (`config.json` + `model.safetensors`)."""
-    return load_model(path, device)
+def load(path: str | Path, device: str = "cpu", tokenizer: str | Path | None = None) -> SparseTransformer:
+    """A ready model from a model directory: ours, a Hugging Face GPT-2, or the authors' release
+    (`tokenizer`: a folder with their `encoder.json` + `vocab.bpe`, or a `tokenizer.json`)."""
+    return load_model(path, device, tokenizer)
 
 
 def load_circuit(directory: str | Path, model: str | Path | None = None, progress: bool = True):
@@ -31,10 +31,10 @@ def load_circuit(directory: str | Path, model: str | Path | None = None, progres
     model_dir = model or circuit.settings.get("model")
     if not model_dir:
         raise UserError("the circuit does not name its model: pass the model directory")
-    net = load(model_dir)
+    net = load(model_dir, tokenizer=circuit.settings.get("tokenizer"))
     if model_hash(net) != circuit.settings.get("model_hash"):
         raise UserError(f"{directory} was pruned from other weights than the model in {model_dir}")
-    means = model_means(net, progress) if circuit.settings.get("ablation") == "mean" else None
+    means = model_means(net, progress) if circuit.settings.get("ablation", "mean") == "mean" else None
     return circuit, net, means
 
 
@@ -48,20 +48,21 @@ def train(run: RunConfig, out: str | Path, resume: bool = False, progress: bool 
 
 
 def sparsify(base: str | Path, density: float, out: str | Path, resume: bool = False, progress: bool = True,
-             **train_overrides) -> SparseTransformer:
-    """Sparsity-regularised finetuning of the model in `base` down to `density` (METHOD 4)."""
-    trainer = sparsify_trainer(base, density, out, progress=progress, **train_overrides)
+             data: str | Path | None = None, **train_overrides) -> SparseTransformer:
+    """Sparsity-regularised finetuning of the model in `base` down to `density` (METHOD 4), on its own
+    data or on the corpus `data` (a model from elsewhere, e.g. a Hugging Face GPT-2, needs one)."""
+    trainer = sparsify_trainer(base, density, out, progress=progress, data=data, **train_overrides)
     if resume:
         trainer.resume()
     return trainer.fit()
 
 
 def evaluate(path: str | Path, device: str = "cpu", tasks: str | None = None, n: int = 200,
-             corpus: str | Path | None = None) -> dict:
+             corpus: str | Path | None = None, tokenizer: str | Path | None = None) -> dict:
     """Sparsity of a model directory; its accuracy (addition) or validation loss (code corpus) when we
     know its data; and with `tasks` ('all', 'arithmetic', or names), loss and accuracy per task."""
     path, device = Path(path), resolve_device(device)
-    model = load_model(path, device)
+    model = load_model(path, device, tokenizer)
     report = {"model": str(path)}
     run = load_json(RunConfig, path / RUN_FILE) if (path / RUN_FILE).exists() else None
     if corpus is not None or (run is not None and run.data.kind == "corpus"):
@@ -72,9 +73,8 @@ def evaluate(path: str | Path, device: str = "cpu", tasks: str | None = None, n:
     elif run is not None:
         report.update(addition_report(model, make_data(run), device))
     if tasks:
-        tokenizer = load_tokenizer(path, model.cfg.vocab_size)
-        if tokenizer is None:
-            raise UserError(f"{path} has no tokenizer.json: task prompts cannot be tokenized")
-        report["tasks"] = [evaluate_task(model, t, tokenizer, n=n) for t in resolve_tasks(tasks)]
+        if model.tokenizer is None:
+            raise UserError(f"{path} has no tokenizer: task prompts cannot be tokenized (pass --tokenizer DIR)")
+        report["tasks"] = [evaluate_task(model, t, model.tokenizer, n=n) for t in resolve_tasks(tasks)]
     report.update(sparsity_report(model))
     return report

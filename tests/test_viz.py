@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import threading
+import urllib.error
 import urllib.request
 
 import pytest
@@ -100,15 +101,24 @@ def test_flow_strength_follows_attention_through_kept_value_channels(adder_circu
     circuit.nodes.pop("0.attn.v", None)
     cfg = sc.PruneConfig(n_train=2, n_test=8)
     pruner = sc.circuits.Pruner(model, get_task(circuit.task), model.tokenizer, means, cfg)
-    flows = viz.flow.flow_strengths(model, circuit, pruner, pruner.test.tokens[:4])
+    flows = viz.flow.flow_strengths(model, circuit, pruner, pruner.test.tokens[:4],
+                                    [int(n) + 1 for n in pruner.test.last[:4]])
     assert all(flow[0] == [] for flow in flows)
 
 
-def _browser(playwright):
+def _sync_playwright():
+    """Playwright and Chromium, or a skip; a failure where .ci/run demands the browser tests."""
+    required = os.environ.get("SPARSECIRCUITS_BROWSER_TESTS") == "required"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        (pytest.fail if required else pytest.skip)("playwright is not installed")
     if not os.path.exists(CHROMIUM):
-        if os.environ.get("SPARSECIRCUITS_BROWSER_TESTS") == "required":
-            pytest.fail(f"no Chromium at {CHROMIUM}")
-        pytest.skip("Chromium is not installed (.ci/run installs it)")
+        (pytest.fail if required else pytest.skip)(f"no Chromium at {CHROMIUM} (.ci/run installs it)")
+    return sync_playwright()
+
+
+def _browser(playwright):
     return playwright.chromium.launch(executable_path=CHROMIUM, args=[
         "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"])
@@ -126,11 +136,10 @@ def _open(browser, url):
 
 
 def test_report_in_chromium_side_by_side_click_and_prompt_picker(adder_circuits, tmp_path):
-    playwright = pytest.importorskip("playwright.sync_api")
     out = tmp_path / "report.html"
     assert main(["viz", str(adder_circuits[0]), str(adder_circuits[1]), "--labels", "seed 0,seed 1",
                  "--out", str(out), "--quiet"]) == 0
-    with playwright.sync_playwright() as p:
+    with _sync_playwright() as p:
         browser = _browser(p)
         page, errors, _ = _open(browser, out.as_uri())
         assert page.locator("#flow-panels svg.flow").count() == 2
@@ -151,8 +160,12 @@ def test_report_in_chromium_side_by_side_click_and_prompt_picker(adder_circuits,
 
 
 def test_markup_in_prompts_is_shown_as_text_and_served(xss_circuit):
-    playwright = pytest.importorskip("playwright.sync_api")
     models = viz.report_models([xss_circuit], progress=False)
+    prompts = models[0]["prompts"]
+    for pair in {p["pair"] for p in prompts}:  # side by side only where the answers swap
+        members = [p for p in prompts if p["pair"] == pair]
+        assert len(members) == 1 or (members[0]["correct"], members[0]["wrong"]) == (members[1]["wrong"],
+                                                                                    members[1]["correct"])
     page_html = viz.render(models, "markup <test>")
     assert XSS not in page_html and "<img" not in page_html
     server = viz.make_server(page_html)
@@ -160,7 +173,9 @@ def test_markup_in_prompts_is_shown_as_text_and_served(xss_circuit):
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     try:
         assert urllib.request.urlopen(url).read().decode() == page_html
-        with playwright.sync_playwright() as p:
+        with pytest.raises(urllib.error.HTTPError, match="403"):  # a page from another host name is refused
+            urllib.request.urlopen(urllib.request.Request(url, headers={"Host": f"evil.example:{server.server_address[1]}"}))
+        with _sync_playwright() as p:
             browser = _browser(p)
             page, errors, dialogs = _open(browser, url)
             assert page.title() == "markup <test>"
@@ -195,3 +210,32 @@ def test_figures_and_cli_errors(adder_circuits, adder, tmp_path, capsys):
     assert main(["viz", str(adder_circuits[0]), str(tmp_path / "other"), "--out", str(tmp_path / "r.html")]) == 2
     assert "different tasks" in capsys.readouterr().err
     assert not list(tmp_path.glob("*.html")) and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_export_graphml_and_json_graph_read_back(adder_circuits, tmp_path, capsys):
+    import xml.etree.ElementTree as ET
+    circuit = sc.Circuit.load(adder_circuits[0])
+    assert main(["export", str(adder_circuits[0]), "--format", "json-graph", "--out", str(tmp_path / "g.json"),
+                 "--quiet"]) == 0
+    assert main(["export", str(adder_circuits[0]), "--format", "graphml", "--out", str(tmp_path / "g.graphml"),
+                 "--quiet"]) == 0
+    graph = json.loads((tmp_path / "g.json").read_text())
+    assert [n["node_id"] for n in graph["nodes"]] == circuit.node_names
+    assert [(l["source"], l["target"], l["weight"]) for l in graph["links"]] == [tuple(e) for e in circuit.edges]
+    assert graph["metadata"]["n_edges"] == circuit.n_edges and graph["directed"] is True
+    [m] = viz.report_models([adder_circuits[0]], progress=False)
+    effects = {n["id"]: n["effect"] for n in m["nodes"]}
+    for node in graph["nodes"]:   # the same ablation effects the viewer shows
+        assert node["ablation_effect"] == pytest.approx(effects[node["node_id"]], rel=2e-3, abs=1e-4)
+        assert f"{node['layer']}.{node['location']}[{node['feature']}]" == node["node_id"]
+    ns = {"g": "http://graphml.graphdrawing.org/xmlns"}
+    root = ET.parse(tmp_path / "g.graphml").getroot()
+    nodes = root.findall("g:graph/g:node", ns)
+    edges = root.findall("g:graph/g:edge", ns)
+    assert [n.get("id") for n in nodes] == circuit.node_names and len(edges) == circuit.n_edges
+    first = edges[0]
+    assert (first.get("source"), first.get("target")) == circuit.edges[0][:2]
+    assert float(first.find("g:data", ns).text) == circuit.edges[0][2]
+    assert main(["export", str(adder_circuits[0]), "--format", "dot", "--out", str(tmp_path / "x")]) == 2
+    assert main(["export", str(tmp_path / "nothing"), "--format", "graphml", "--out", str(tmp_path / "y")]) == 2
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

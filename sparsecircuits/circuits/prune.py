@@ -106,16 +106,19 @@ class Pruner:
         _, cache = self.model.run_with_cache(tokens[torch.randperm(len(tokens), generator=g)], list(self.sites))
         return cache
 
-    def forward(self, tokens: torch.Tensor, gates: dict[str, torch.Tensor], extra_hooks=()) -> torch.Tensor:
-        """Logits of `tokens` with nodes gated by `gates` (1 = kept); `extra_hooks` see ablated values."""
+    def forward(self, tokens: torch.Tensor, gates: dict[str, torch.Tensor], extra_hooks=(),
+                replacement: dict | None = None) -> torch.Tensor:
+        """Logits of `tokens` with nodes gated by `gates` (1 = kept); `extra_hooks` see ablated values.
+        `replacement` fixes what closed nodes become (default: `self.replacement(tokens)`)."""
         tokens = tokens.to(self.device)
-        hooks = ablation_hooks(gates, self.replacement(tokens)) + list(extra_hooks)
+        hooks = ablation_hooks(gates, replacement or self.replacement(tokens)) + list(extra_hooks)
         with frozen_norms(self.model, tokens) if self.cfg.freeze_norms else _nothing():
             return self.model.run_with_hooks(tokens, hooks)
 
-    def run(self, enc: EncodedTask, gates: dict[str, torch.Tensor], extra_hooks=()) -> torch.Tensor:
+    def run(self, enc: EncodedTask, gates: dict[str, torch.Tensor], extra_hooks=(),
+            replacement: dict | None = None) -> torch.Tensor:
         """Margins (or last logits) of `enc` with nodes gated by `gates` (1 = kept)."""
-        return logit_margin(self.forward(enc.tokens, gates, extra_hooks), enc)
+        return logit_margin(self.forward(enc.tokens, gates, extra_hooks, replacement), enc)
 
     def loss(self, enc: EncodedTask, gates, calibrated: bool = True, extra_hooks=()) -> float:
         with torch.no_grad():

@@ -59,6 +59,7 @@ def prune(model, task: Task | str, target_loss: float = 0.15, tokenizer=None, me
         nodes.setdefault(site, []).append(ch)
     nodes = {site: sorted(nodes[site]) for site in node_sites(model.cfg) if site in nodes}
     settings = {**asdict(cfg), "model": model.source, "model_hash": model_hash(model), "reference_data": data_desc,
+                "tokenizer": getattr(tokenizer, "source", None),
                 "nodes_open_after_training": found["n_open"]}
     circuit = Circuit(nodes=nodes, edges=circuit_edges(model, nodes), task=spec if isinstance(spec, str) else task.name, loss=found["loss"],
                       full_loss=full_loss, target=target_loss, reached=found["reached"],

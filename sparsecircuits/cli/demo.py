@@ -50,6 +50,7 @@ def run_demo(out: Path, quick: bool = False, progress: bool = True) -> dict:
     summary["circuit_edge_ratio"] = bc["edges"] / max(1, sc_["edges"])
     summary["settings"] = {"quick": quick, "target_density": DEMO_DENSITY, "steps": steps, "task": DEMO_TASK,
                            "target_loss": TARGET_LOSS}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     summary["report"] = demo_report(out, progress)
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     b, s = summary["base"], summary["sparse"]

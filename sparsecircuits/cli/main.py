@@ -14,6 +14,8 @@ from pathlib import Path
 from .. import api, viz
 from ..atomic import atomic_write_text
 from ..circuits import prune, search, validate
+from ..circuits.effects import ablation_effects, circuit_pruner
+from ..circuits.export import FORMATS, write_export
 from ..config_io import from_dict, load_json, to_dict
 from ..data.corpus import build_corpus
 from ..errors import UserError
@@ -68,12 +70,14 @@ def cmd_sparsify(args) -> None:
     overrides = _train_overrides(args)
     if args.distill_weight is not None:
         overrides["distill_weight"] = args.distill_weight
-    api.sparsify(args.base, args.density, args.out, resume=args.resume, progress=not args.quiet, **overrides)
+    api.sparsify(args.base, args.density, args.out, resume=args.resume, progress=not args.quiet, data=args.data,
+                 **overrides)
     print(f"saved sparse model to {args.out}")
 
 
 def cmd_eval(args) -> None:
-    report = api.evaluate(args.model, device=args.device or "cpu", tasks=args.tasks, n=args.n, corpus=args.corpus)
+    report = api.evaluate(args.model, device=args.device or "cpu", tasks=args.tasks, n=args.n, corpus=args.corpus,
+                          tokenizer=args.tokenizer)
     print(format_report(report))
     if args.json:
         atomic_write_text(Path(args.json), json.dumps(report, indent=2) + "\n")
@@ -143,7 +147,7 @@ def format_report(report: dict) -> str:
 
 
 def cmd_prune(args) -> None:
-    model = api.load(args.model)
+    model = api.load(args.model, tokenizer=args.tokenizer)
     task = get_task(args.task)
     options = {k: getattr(args, k) for k in ("ablation", "steps", "k_coef", "lr", "seed") if getattr(args, k) is not None}
     options["freeze_norms"] = args.freeze_norms
@@ -192,6 +196,8 @@ def cmd_viz(args) -> None:
         raise UserError("give --out FILE.html or --serve")
     if args.out and Path(args.out).suffix.lower() not in (".html", ".htm"):
         raise UserError(f"--out must be an .html file, got {args.out!r}")
+    if not 0 <= args.port <= 65535:
+        raise UserError(f"--port must be in 0..65535, got {args.port}")
     models = viz.report_models(args.circuits, _labels(args), progress=not args.quiet)
     title = f"sparsecircuits: {models[0]['task']} circuit" + (" — " + " vs ".join(m["label"] for m in models)
                                                               if len(models) > 1 else "")
@@ -207,10 +213,23 @@ def cmd_viz(args) -> None:
 
 
 def cmd_figure(args) -> None:
+    viz.check_figure_args(args.kind, args.out)
+    if args.prompt < 0:
+        raise UserError(f"--prompt must be >= 0, got {args.prompt}")
     models = viz.report_models(args.circuits, _labels(args), details=args.kind == "graph", progress=not args.quiet)
-    if not 0 <= args.prompt < len(models[0]["prompts"]):
+    if args.prompt >= len(models[0]["prompts"]):
         raise UserError(f"--prompt must be in 0..{len(models[0]['prompts']) - 1}")
     print(f"figure -> {viz.write_figure(models, args.kind, args.out, prompt=args.prompt)}")
+
+
+def cmd_export(args) -> None:
+    circuit, model, means = api.load_circuit(args.circuit, progress=not args.quiet)
+    pruner = circuit_pruner(model, circuit, means)
+    effects = {} if args.no_effects else dict(zip(circuit.node_names, ablation_effects(pruner, circuit,
+                                                                                      circuit.node_names)))
+    first = pruner.test.tokens[0, : int(pruner.test.last[0]) + 1].tolist()
+    out = write_export(circuit, effects, list(model.tokenizer.token_strings(first)), args.format, args.out)
+    print(f"{circuit.n_nodes} nodes, {circuit.n_edges} edges -> {out}")
 
 
 def cmd_demo(args) -> None:
@@ -254,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sparsify", help="sparsity-regularised finetuning of a dense model")
     s.add_argument("base", help="the dense base model directory")
     s.add_argument("--distill-weight", type=float, help="weight of KL(base || model) (default 1)")
+    s.add_argument("--data", help="corpus directory to finetune on (default: the base model's own data)")
     common(s, density_required=True)
     s.set_defaults(func=cmd_sparsify)
 
@@ -264,11 +284,13 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--tasks", help="'all' (the 20 Python tasks), 'arithmetic', or names / .jsonl files, comma separated")
     e.add_argument("-n", type=int, default=200, help="test examples per task (default 200)")
     e.add_argument("--corpus", help="corpus for the validation loss (default: the model's training corpus)")
+    e.add_argument("--tokenizer", help="tokenizer folder (tokenizer.json, or encoder.json + vocab.bpe) for a model that has none")
     e.set_defaults(func=cmd_eval)
 
     pr = sub.add_parser("prune", help="prune a model to the circuit of one task")
     pr.add_argument("model", help="model directory")
     pr.add_argument("--task", required=True, help="task name or .jsonl file")
+    pr.add_argument("--tokenizer", help="tokenizer folder (tokenizer.json, or encoder.json + vocab.bpe) for a model that has none")
     pr.add_argument("--target-loss", type=float, default=0.15)
     pr.add_argument("--out", required=True, help="circuit directory to write")
     pr.add_argument("--ablation", choices=["mean", "zero", "resample"])
@@ -306,6 +328,14 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("--quiet", action="store_true")
     fg.set_defaults(func=cmd_figure)
 
+    ex = sub.add_parser("export", help="write a circuit as a graph for other tools (GraphML or JSON graph)")
+    ex.add_argument("circuit", help="circuit directory")
+    ex.add_argument("--format", choices=list(FORMATS), required=True)
+    ex.add_argument("--out", required=True, help="file to write")
+    ex.add_argument("--no-effects", action="store_true", help="skip each node's ablation effect (faster)")
+    ex.add_argument("--quiet", action="store_true")
+    ex.set_defaults(func=cmd_export)
+
     c = sub.add_parser("corpus", help="build a corpus of Python code")
     csub = c.add_subparsers(dest="corpus_command", required=True, parser_class=_Parser)
     cb = csub.add_parser("build", help="collect, split, tokenize and pack .py files")
@@ -334,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file we cannot write, a port in use: the user's to fix, not a traceback
+        print(f"error: {e.strerror or e}" + (f": {e.filename}" if e.filename else ""), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -78,15 +78,35 @@ def _boosted(texts: Iterable[str], required: list[str]) -> Iterator[str | list[s
         yield [s] * BOOST  # a batch of separate copies, so no copy runs into the next
 
 
-def train_bpe(texts: Iterable[str], vocab_size: int = 2048, required: list[str] = ()) -> BPETokenizer:
-    """Train byte-level BPE on `texts`; every string in `required` must come out as one token."""
+def _pipeline(hf):
+    """The METHOD 3 pre-split, then bytes to printable characters (GPT-2's byte-level scheme)."""
     tk = _tokenizers()
-    hf = tk.Tokenizer(tk.models.BPE())
     hf.pre_tokenizer = tk.pre_tokenizers.Sequence([
         tk.pre_tokenizers.Split(tk.Regex(PRE_SPLIT), behavior="isolated"),
         tk.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
     ])
     hf.decoder = tk.decoders.ByteLevel()
+    return hf
+
+
+def load_gpt2_files(directory: str | Path) -> "BPETokenizer":
+    """A BPE tokenizer from GPT-2-format `encoder.json` (token -> id) + `vocab.bpe` (merges)."""
+    tk = _tokenizers()
+    directory = Path(directory)
+    try:
+        model = tk.models.BPE.from_file(str(directory / "encoder.json"), str(directory / "vocab.bpe"))
+    except Exception as e:  # the Rust side raises plain Exceptions for malformed files
+        raise UserError(f"unreadable GPT-2 tokenizer files in {directory} ({str(e).splitlines()[0][:120]})") from None
+    hf = _pipeline(tk.Tokenizer(model))
+    if hf.token_to_id(EOT) is not None:
+        hf.add_special_tokens([EOT])
+    return BPETokenizer(hf)
+
+
+def train_bpe(texts: Iterable[str], vocab_size: int = 2048, required: list[str] = ()) -> BPETokenizer:
+    """Train byte-level BPE on `texts`; every string in `required` must come out as one token."""
+    tk = _tokenizers()
+    hf = _pipeline(tk.Tokenizer(tk.models.BPE()))
     trainer = tk.trainers.BpeTrainer(vocab_size=vocab_size - 1, show_progress=False,
                                      initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet())
     hf.train_from_iterator(_boosted(texts, list(required)), trainer)

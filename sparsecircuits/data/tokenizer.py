@@ -69,3 +69,24 @@ def load_tokenizer(directory: str | Path, vocab_size: int | None = None):
     if vocab_size is not None and tok.vocab_size != vocab_size:
         raise UserError(f"{path} has {tok.vocab_size} tokens but the model's vocabulary is {vocab_size}")
     return tok
+
+
+def load_any_tokenizer(directory: str | Path, vocab_size: int | None = None):
+    """`load_tokenizer`, or GPT-2's original files (`encoder.json` + `vocab.bpe`) as the authors'
+    release ships them; None when the directory has neither."""
+    from .bpe import load_gpt2_files
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"tokenizer directory {directory} does not exist")
+    if (directory / TOKENIZER_FILE).exists():
+        tok = load_tokenizer(directory, vocab_size)
+    elif (directory / "encoder.json").exists() and (directory / "vocab.bpe").exists():
+        tok = load_gpt2_files(directory)
+        if vocab_size is not None and tok.vocab_size != vocab_size:
+            raise UserError(f"tokenizer in {directory} has {tok.vocab_size} tokens but the model's vocabulary is "
+                            f"{vocab_size}")
+    else:
+        return None
+    tok.source = str(directory)  # circuits record it, to find the same tokenizer again
+    return tok

@@ -1,4 +1,5 @@
-"""A model directory is `config.json` + `model.safetensors`; save atomically, load with clear errors."""
+"""A model directory is `config.json` + `model.safetensors`; save atomically, load with clear errors
+(and load the other formats `formats` converts)."""
 from __future__ import annotations
 
 import json
@@ -10,9 +11,10 @@ from safetensors.torch import load_file, save_file
 
 from ..atomic import atomic_path, atomic_write_text
 from ..config_io import load_json, to_dict
-from ..data.tokenizer import load_tokenizer
+from ..data.tokenizer import load_any_tokenizer
 from ..errors import UserError
 from .config import ModelConfig
+from .formats import detect_format, read_hf_gpt2, read_release
 from .transformer import SparseTransformer
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
@@ -39,16 +41,24 @@ def load_state(path: Path) -> dict[str, torch.Tensor]:
         raise UserError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0]})") from None
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> SparseTransformer:
-    """Load a model directory written by `save_model`; raise UserError naming what is wrong."""
+def load_model(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | Path | None = None) -> SparseTransformer:
+    """Load a model directory: ours (`save_model`), a Hugging Face GPT-2 or the authors' release
+    (`formats`); raise UserError naming what is wrong. `tokenizer`: a directory with `tokenizer.json`
+    or GPT-2-style `encoder.json` + `vocab.bpe`, for models whose folder has none."""
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"model directory {path} does not exist")
-    cfg = load_json(ModelConfig, path / CONFIG)
+    kind = detect_format(path)
+    if kind == "hf-gpt2":
+        cfg, state, source = read_hf_gpt2(path)
+    elif kind == "release":
+        cfg, state, source = read_release(path)
+    else:
+        cfg, state, source = load_json(ModelConfig, path / CONFIG), load_state(path / WEIGHTS), str(path / WEIGHTS)
     model = SparseTransformer(cfg)
-    assign_state(model, load_state(path / WEIGHTS), source=str(path / WEIGHTS))
+    assign_state(model, state, source=source)
     model.source = str(path)  # where it came from: its tokenizer, run config and mean cache live there
-    model.tokenizer = load_tokenizer(path, cfg.vocab_size)
+    model.tokenizer = load_any_tokenizer(tokenizer or path, cfg.vocab_size)
     return model.to(device).eval()
 
 

@@ -73,7 +73,7 @@ class MLP(nn.Module):
         super().__init__()
         self.hooks, self.p = hooks, f"{layer}.mlp."
         self.c_fc = nn.Linear(cfg.d_model, cfg.d_mlp, bias=cfg.bias)
-        self.act = nn.GELU() if cfg.activation == "gelu" else nn.ReLU()
+        self.act = nn.ReLU() if cfg.activation == "relu" else nn.GELU(approximate="tanh" if cfg.activation == "gelu_tanh" else "none")
         self.c_proj = nn.Linear(cfg.d_mlp, cfg.d_model, bias=cfg.bias)
         self.k_neuron, self.k_out = cfg.abstopk_k("mlp_neuron"), cfg.abstopk_k("mlp_out")
 

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..circuits.circuit import Circuit
 from ..errors import UserError
 from .data import model_view
-from .figures import KINDS, write_figure
+from .figures import KINDS, check_figure_args, write_figure
 from .html import VIEWS, render, write_report
 from .serve import make_server
 
@@ -18,15 +19,19 @@ def report_models(circuit_dirs: list[str | Path], labels: list[str] | None = Non
         raise UserError("give at least one circuit directory")
     if labels is not None and len(labels) != len(circuit_dirs):
         raise UserError(f"{len(labels)} labels for {len(circuit_dirs)} circuits")
-    models = []
-    for i, d in enumerate(circuit_dirs):
-        circuit, model, means = load_circuit(d, progress=progress)
-        label = labels[i] if labels else Path(circuit.settings.get("model") or d).name
-        models.append(model_view(circuit, model, means, label, circuit_dir=d, details=details))
-    tasks = {m["task"] for m in models}
+    tasks = {Circuit.load(d).task for d in circuit_dirs}  # cheap checks before any model runs
     if len(tasks) > 1:
         raise UserError(f"circuits of different tasks cannot share a report: {', '.join(sorted(tasks))}")
+    if labels is None:
+        names = [Path(Circuit.load(d).settings.get("model") or d).name for d in circuit_dirs]
+        labels = names if len(set(names)) == len(names) else [Path(d).name for d in circuit_dirs]
+    models = []
+    for d, label in zip(circuit_dirs, labels):
+        circuit, model, means = load_circuit(d, progress=progress)
+        models.append(model_view(circuit, model, means, label, circuit_dir=d, details=details))
+    if len({tuple(p["text"] for p in m["prompts"]) for m in models}) > 1:
+        raise UserError("the circuits' models tokenize the task's prompts differently; draw them one at a time")
     return models
 
 
-__all__ = ["KINDS", "VIEWS", "make_server", "model_view", "render", "report_models", "write_figure", "write_report"]
+__all__ = ["KINDS", "VIEWS", "check_figure_args", "make_server", "model_view", "render", "report_models", "write_figure", "write_report"]

@@ -16,21 +16,26 @@ import torch
 
 from ..circuits.circuit import Circuit
 from ..circuits.nodes import parse_node
-from ..circuits.prune import PruneConfig, Pruner, calibrated_loss
+from ..circuits.effects import ablation_effects, circuit_pruner
+from ..circuits.prune import Pruner
 from ..circuits.run import reference_data
 from ..errors import UserError
+from ..model.hooks import NODE_LOCATIONS
 from ..tasks import get_task
-from ..tasks.evaluate import EncodedTask
+from ..tasks.evaluate import EncodedTask, encode_examples
 from .grid import component_grid
 from .flow import flow_strengths
 
 QUANTILES = (1.0, 0.99, 0.9, 0.5, 0.1, 0.01, 0.0)
+PROMPT_SEED = 0  # the prompts shown are the same for every circuit of a task, whatever its pruning seed
 
 
-def _r(x: float, digits: int = 4) -> float:
-    """Round to `digits` significant digits (keeps the page small)."""
+def _r(x: float, digits: int = 4) -> float | None:
+    """Round to `digits` significant digits (keeps the page small); None for inf/nan."""
     x = float(x)
-    if x == 0 or not math.isfinite(x):
+    if not math.isfinite(x):
+        return None
+    if x == 0:
         return 0.0
     return round(x, max(0, digits - 1 - int(math.floor(math.log10(abs(x))))))
 
@@ -39,15 +44,21 @@ def _strings(tokenizer, ids: list[int]) -> list[str]:
     return list(tokenizer.token_strings(ids))
 
 
-def _prompts(pruner: Pruner, tokenizer, task, n: int) -> tuple[list[dict], torch.Tensor]:
-    examples = task.examples("test", pruner.cfg.n_test, pruner.cfg.seed)[:n]
-    enc = pruner.test
+def _prompts(task, tokenizer, block_size: int, n: int) -> tuple[list[dict], EncodedTask]:
+    """The first `n` held-out prompts, each with the index of its contrast pair (its twin is the next
+    prompt when their answers swap; otherwise it stands alone)."""
+    examples = task.examples("test", n, PROMPT_SEED)[:n]
+    enc = encode_examples(task, examples, tokenizer, block_size)
     out = []
     for i, e in enumerate(examples):
+        prev = out[-1] if out else None
+        twin = (prev is not None and e.wrong is not None and (e.correct, e.wrong) == (prev["wrong"], prev["correct"])
+                and sum(o["pair"] == prev["pair"] for o in out) == 1)
+        pair = prev["pair"] if twin else (prev["pair"] + 1 if prev else 0)
         ids = enc.tokens[i, : int(enc.last[i]) + 1].tolist()
-        out.append({"tokens": _strings(tokenizer, ids), "pair": i // 2 if task.binary else i,
-                    "correct": e.correct, "wrong": e.wrong})
-    return out, enc.tokens[: len(examples)]
+        out.append({"tokens": _strings(tokenizer, ids), "text": e.prompt, "pair": pair, "correct": e.correct,
+                    "wrong": e.wrong})
+    return out, enc
 
 
 def _ranked_nodes(circuit: Circuit, max_nodes: int) -> list[str]:
@@ -64,43 +75,19 @@ def _ranked_nodes(circuit: Circuit, max_nodes: int) -> list[str]:
 
 
 @torch.no_grad()
-def _ablation_effects(pruner: Pruner, circuit: Circuit, names: list[str], model, batch: int = 16) -> list[float]:
-    """The rise in the circuit's task loss when each node of `names` is ablated as well; `batch`
-    nodes at a time, each against its own copy of the test prompts."""
-    gates = circuit.gates(model.cfg, pruner.device)
-    enc, n = pruner.test, len(pruner.test.last)
-    scale, shift = (torch.tensor(float(v)) for v in pruner.calib)
-    base = float(calibrated_loss(pruner.run(enc, gates), enc, scale, shift))
-    effects = []
-    for start in range(0, len(names), batch):
-        chunk = names[start:start + batch]
-        K = len(chunk)
-        per_copy = {site: g.expand(K, -1).clone() for site, g in gates.items()}
-        for k, name in enumerate(chunk):
-            layer, loc, ch = parse_node(name)
-            per_copy[f"{layer}.{loc}"][k, ch] = 0.0
-        copies = {site: g.repeat_interleave(n, 0)[:, None, :] for site, g in per_copy.items()}
-        rep = EncodedTask(enc.tokens.repeat(K, 1), enc.last.repeat(K), enc.correct.repeat(K), enc.wrong.repeat(K),
-                          enc.binary)
-        out = pruner.run(rep, copies).cpu()
-        effects += [float(calibrated_loss(out[k * n:(k + 1) * n], enc, scale, shift)) - base for k in range(K)]
-    return effects
-
-
-@torch.no_grad()
 def _site_acts(model, tokens: torch.Tensor, sites: list[str]) -> dict[str, torch.Tensor]:
     _, cache = model.run_with_cache(tokens.to(next(model.parameters()).device), sites)
     return {k: v.float().cpu() for k, v in cache.items()}
 
 
-def _text_examples(model, tokenizer, names: list[str], n_windows: int, width: int) -> tuple[list, list]:
+def _text_examples(model, tokenizer, names: list[str], sites: list[str], n_windows: int, width: int) -> tuple[list, list]:
     """Pretraining windows (as token strings) and, per node, (window, position, activation) at QUANTILES."""
     try:
         _, data = reference_data(model)
     except UserError:  # a model without its run.json: no pretraining text to show
         return [], [[] for _ in names]
     tokens = data.train_batch(20_000_000, n_windows)[0][:, :width]
-    acts = _site_acts(model, tokens, sorted({n.split("[")[0] for n in names}))
+    acts = _site_acts(model, tokens, sites)
     texts = [_strings(tokenizer, row.tolist()) for row in tokens]
     T = tokens.shape[1]
     out = []
@@ -116,10 +103,31 @@ def _text_examples(model, tokenizer, names: list[str], n_windows: int, width: in
     return texts, out
 
 
-def _validation(circuit_dir: Path | None) -> dict | None:
-    if circuit_dir is None or not (circuit_dir / "validation.json").exists():
-        return None
-    return json.loads((circuit_dir / "validation.json").read_text())
+def _finite(obj):
+    """JSON-able copy with inf/nan replaced by None (the page's JSON allows neither)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _validation(circuit: Circuit, circuit_dir: Path | None) -> tuple[dict | None, str]:
+    """`validation.json` beside the circuit if it is about this circuit, and a note saying why not."""
+    path = None if circuit_dir is None else circuit_dir / "validation.json"
+    if path is None or not path.exists():
+        return None, "No validation.json: run `sparsecircuits validate` on the circuit."
+    try:
+        report = json.loads(path.read_text())
+        same = (report["task"], report["nodes"], report["edges"]) == (get_task(circuit.task).name,
+                                                                      circuit.n_nodes, circuit.n_edges)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        return None, f"{path.name} is unreadable: run `sparsecircuits validate` again."
+    if not same:
+        return None, f"{path.name} is about another circuit: run `sparsecircuits validate` again."
+    return _finite(report), ""
 
 
 def model_view(circuit: Circuit, model, means, label: str, circuit_dir: str | Path | None = None,
@@ -128,13 +136,9 @@ def model_view(circuit: Circuit, model, means, label: str, circuit_dir: str | Pa
     """The viewer's data for one model and its circuit. `details=False` skips the per-node panel data
     (ablation effects, weights, activations), which views 1, 2 and 4 do not need."""
     task = get_task(circuit.task)
-    tokenizer = model.tokenizer
-    cfg = PruneConfig(ablation=circuit.settings.get("ablation", "mean"), n_train=2, n_test=max(32, n_prompts),
-                      freeze_norms=bool(circuit.settings.get("freeze_norms", False)),
-                      seed=int(circuit.settings.get("seed", 0)))
-    pruner = Pruner(model, task, tokenizer, means, cfg)
-    pruner.calib = tuple(circuit.calibration)
-    prompts, prompt_tokens = _prompts(pruner, tokenizer, task, n_prompts)
+    pruner = circuit_pruner(model, circuit, means)
+    prompts, enc = _prompts(task, model.tokenizer, model.cfg.block_size, n_prompts)
+    validation, validation_note = _validation(circuit, Path(circuit_dir) if circuit_dir else None)
     c = model.cfg
     view = {
         "label": label, "task": task.name, "description": task.description,
@@ -143,27 +147,29 @@ def model_view(circuit: Circuit, model, means, label: str, circuit_dir: str | Pa
                    "d_mlp": c.d_mlp},
         "numbers": {"full_loss": _r(circuit.full_loss), "circuit_loss": _r(circuit.loss), "target": circuit.target,
                     "reached": circuit.reached, "nodes": circuit.n_nodes, "edges": circuit.n_edges,
-                    "curve": [[k, _r(v)] for k, v in circuit.curve], "ablation": cfg.ablation,
-                    "validation": _validation(Path(circuit_dir) if circuit_dir else None)},
+                    "curve": [[k, _r(v)] for k, v in circuit.curve], "ablation": pruner.cfg.ablation,
+                    "validation": validation, "validation_note": validation_note},
+        "locations": list(NODE_LOCATIONS),
         "prompts": prompts,
-        "flow": flow_strengths(model, circuit, pruner, prompt_tokens),
+        "flow": flow_strengths(model, circuit, pruner, enc.tokens, [len(p["tokens"]) for p in prompts]),
         "grid": component_grid(model.cfg, circuit),
     }
     if details:
-        view.update(node_details(model, circuit, pruner, prompt_tokens, max_nodes, max_edges, n_windows, width))
+        view.update(node_details(model, circuit, pruner, enc.tokens, [len(p["tokens"]) for p in prompts],
+                                 max_nodes, max_edges, n_windows, width))
     return view
 
 
-def node_details(model, circuit: Circuit, pruner: Pruner, prompt_tokens: torch.Tensor, max_nodes: int,
-                 max_edges: int, n_windows: int, width: int) -> dict:
+def node_details(model, circuit: Circuit, pruner: Pruner, prompt_tokens: torch.Tensor, lengths: list[int],
+                 max_nodes: int, max_edges: int, n_windows: int, width: int) -> dict:
     """Per kept node: name, ablation effect, strongest input/output weights, activations over the task
     prompts and pretraining text at several quantiles; and the circuit's largest edges."""
     names = _ranked_nodes(circuit, max_nodes)
     index = {n: i for i, n in enumerate(names)}
-    effects = _ablation_effects(pruner, circuit, names, model)
-    prompt_acts = _site_acts(model, prompt_tokens, sorted({n.split("[")[0] for n in names}))
-    lengths = [int(x) + 1 for x in pruner.test.last[: len(prompt_tokens)]]
-    texts, examples = _text_examples(model, model.tokenizer, names, n_windows, width)
+    sites = sorted({n.split("[")[0] for n in names})
+    effects = ablation_effects(pruner, circuit, names)
+    prompt_acts = _site_acts(model, prompt_tokens, sites)
+    texts, examples = _text_examples(model, model.tokenizer, names, sites, n_windows, width)
     inputs, outputs = defaultdict(list), defaultdict(list)
     for a, b, w in circuit.edges:
         outputs[a].append((b, w))

@@ -3,19 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from matplotlib.figure import Figure
+
 from ..atomic import atomic_path
 from ..errors import UserError
 
 KINDS = ("flow", "grid", "graph")
-LOCATIONS = ("attn.act_in", "attn.q", "attn.k", "attn.v", "attn.resid_delta", "mlp.act_in", "mlp.post_act",
-             "mlp.resid_delta")
-
-
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
 
 
 def _shown(tok: str) -> str:
@@ -54,7 +47,7 @@ def draw_flow(ax, m: dict, prompt: int = 0, pos: int | None = None, min_strength
     nxt = p["tokens"][pos + 1] if pos + 1 < n else p["correct"]
     ax.annotate(f"\u2192 {_shown(nxt)}", (pos, L + 0.35), ha="center", fontsize=9, family="monospace")
     ax.set_ylim(-0.5, L + 0.8)
-    ax.set_title(f"{m['label']}: {m['task']}", fontsize=10)
+    ax.set_title(_shown(f"{m['label']}: {m['task']}"), fontsize=10)
     for side in ("top", "right", "left", "bottom"):
         ax.spines[side].set_visible(False)
 
@@ -73,7 +66,7 @@ def draw_grid(ax, m: dict) -> None:
     ax.set_xticks(range(C), g["columns"], fontsize=7)
     ax.set_yticks(range(g["n_layer"]), [f"layer {i}" for i in range(g["n_layer"])], fontsize=8)
     ax.invert_yaxis()
-    ax.set_title(f"{m['label']}: {len(g['cells'])} components lit", fontsize=10)
+    ax.set_title(_shown(f"{m['label']}: {len(g['cells'])} components lit"), fontsize=10)
     ax.set_frame_on(False)
 
 
@@ -84,7 +77,7 @@ def draw_graph(ax, m: dict) -> None:
     rows = {}
     for k, nd in enumerate(m["nodes"]):
         rows.setdefault((nd["layer"], nd["loc"]), []).append(k)
-    order = [(l, loc) for l in range(m["config"]["n_layer"]) for loc in LOCATIONS]
+    order = [(l, loc) for l in range(m["config"]["n_layer"]) for loc in m["locations"]]
     xy = {}
     for r, key in enumerate(order):
         ks = rows.get(key, [])
@@ -98,21 +91,19 @@ def draw_graph(ax, m: dict) -> None:
     ax.set_yticks(range(len(order)), [f"{l}.{loc}" for l, loc in order], fontsize=6)
     ax.set_xticks([])
     ax.invert_yaxis()
-    ax.set_title(f"{m['label']}: {m['nodes_total']} nodes, {m['edges_total']} edges", fontsize=10)
+    ax.set_title(_shown(f"{m['label']}: {m['nodes_total']} nodes, {m['edges_total']} edges"), fontsize=10)
     ax.set_frame_on(False)
 
 
 def write_figure(models: list[dict], kind: str, out: str | Path, prompt: int = 0, pos: int | None = None) -> Path:
     """One figure with a panel per model; the format follows `out`'s suffix (.png, .svg, .pdf)."""
-    if kind not in KINDS:
-        raise UserError(f"figure kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    check_figure_args(kind, out)
     out = Path(out)
-    if out.suffix.lower() not in (".png", ".svg", ".pdf"):
-        raise UserError(f"figure file must end in .png, .svg or .pdf, got {out.name!r}")
-    plt = _pyplot()
-    width = {"flow": max(6.0, 0.45 * len(models[0]["prompts"][prompt]["tokens"]) + 1.5), "grid": 5.0, "graph": 7.0}
-    fig, axes = plt.subplots(1, len(models), figsize=(width[kind] * len(models), 4.5 if kind != "graph" else 9),
-                             squeeze=False)
+    width = 7.0 if kind == "graph" else 5.0
+    if kind == "flow":
+        width = max(6.0, 0.45 * len(models[0]["prompts"][prompt]["tokens"]) + 1.5)
+    fig = Figure(figsize=(width * len(models), 4.5 if kind != "graph" else 9))  # no pyplot: no global state
+    axes = fig.subplots(1, len(models), squeeze=False)
     for ax, m in zip(axes[0], models):
         if kind == "flow":
             draw_flow(ax, m, prompt, pos)
@@ -123,5 +114,11 @@ def write_figure(models: list[dict], kind: str, out: str | Path, prompt: int = 0
     fig.tight_layout()
     with atomic_path(out) as tmp:
         fig.savefig(tmp, format=out.suffix.lstrip(".").lower(), dpi=150)
-    plt.close(fig)
     return out
+
+
+def check_figure_args(kind: str, out: str | Path) -> None:
+    if kind not in KINDS:
+        raise UserError(f"figure kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if Path(out).suffix.lower() not in (".png", ".svg", ".pdf"):
+        raise UserError(f"figure file must end in .png, .svg or .pdf, got {Path(out).name!r}")

@@ -1,5 +1,6 @@
-"""Information flow over token positions (seeds 000/001): how much of each position reaches each
-later position through the circuit's attention heads, layer by layer."""
+"""Information flow over token positions (the `36+28=00064` pictures of the user's documents): how
+much of each position reaches each later position through the circuit's attention heads, layer by
+layer."""
 from __future__ import annotations
 
 import torch
@@ -8,7 +9,7 @@ MIN_STRENGTH = 0.02  # drop links weaker than this fraction of the prompt's stro
 
 
 @torch.no_grad()
-def flow_strengths(model, circuit, pruner, tokens: torch.Tensor) -> list[list[list]]:
+def flow_strengths(model, circuit, pruner, tokens: torch.Tensor, lengths: list[int]) -> list[list[list]]:
     """For each prompt, per layer, `[target i, source j, strength]` links (j < i). Strength =
     sum over heads of attention(i -> j) x |the kept value channels of j projected onto the kept
     residual writes|, from the circuit-ablated forward pass, scaled so the prompt's strongest is 1."""
@@ -21,7 +22,6 @@ def flow_strengths(model, circuit, pruner, tokens: torch.Tensor) -> list[list[li
 
     gates = circuit.gates(cfg, pruner.device)
     pruner.forward(tokens, gates, [(f"{L}.attn.{p}", record) for L in range(cfg.n_layer) for p in "qkv"])
-    lengths = [int(n) + 1 for n in pruner.test.last[:B]]
     layers = []
     for L, block in enumerate(model.blocks):
         q, k, v = (seen[f"{L}.attn.{p}"].view(B, -1, H, D).transpose(1, 2) for p in "qkv")

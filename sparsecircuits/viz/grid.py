@@ -1,4 +1,4 @@
-"""The component grid (seed 002): layers x components (attention heads, then the MLP).
+"""The component grid (the sparse vs dense GPT-2 picture): layers x components (heads, then the MLP).
 
 A cell is lit when the circuit keeps any of its nodes (q/k/v channels belong to their head, every
 MLP node to the MLP). Lit cells are linked through the residual stream: a component writes a
@@ -47,8 +47,7 @@ def component_grid(cfg, circuit) -> dict:
     for a, b, w in residual:
         for src, w_src in writers[a].items():
             for dst, w_dst in readers[b].items():
-                if src != dst:
-                    links[(src, dst)] += w_src * w * w_dst
+                links[(src, dst)] += w_src * w * w_dst
     strongest = links.most_common(MAX_LINKS)
     top = strongest[0][1] if strongest else 1.0
     return {"n_layer": cfg.n_layer, "columns": [f"h{h}" for h in range(cfg.n_head)] + ["MLP"],

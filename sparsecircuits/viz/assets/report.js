@@ -17,6 +17,11 @@ function sv(tag, attrs, text) {
   if (text !== undefined) e.textContent = text;
   return e;
 }
+function maxAbs(values) {  // a loop, not Math.max(...values): no argument-count limit
+  let m = 1e-9;
+  for (const v of values) if (v !== null && Math.abs(v) > m) m = Math.abs(v);
+  return m;
+}
 function fmt(x, d) { return (x === null || x === undefined) ? "-" : Number(x).toFixed(d === undefined ? 4 : d); }
 function shown(tok) { return tok.replace(/\n/g, "\u21b5").replace(/\t/g, "\u21e5").replace(/ /g, "\u00b7"); }
 function panel(parent, title) {
@@ -36,7 +41,7 @@ function drawFlow() {
   const min = Number(document.getElementById("strength-picker").value);
   for (const m of MODELS) {
     const p = panel(box, m.label + " \u2014 " + m.task);
-    p.appendChild(flowSvg(m, pi, pos, min));
+    p.appendChild(flowSvg(m, pi, Math.min(pos, m.prompts[pi].tokens.length - 1), min));
   }
 }
 
@@ -121,9 +126,6 @@ function drawGrid() {
 }
 
 // ---- view 3: node graph ----------------------------------------------------------------------
-const LOCS = ["attn.act_in", "attn.q", "attn.k", "attn.v", "attn.resid_delta", "mlp.act_in", "mlp.post_act",
-  "mlp.resid_delta"];
-
 function drawGraph() {
   const box = document.getElementById("graph");
   if (!box) return;
@@ -139,22 +141,22 @@ function drawGraph() {
     rows.get(key).push(k);
   });
   const pos = new Array(m.nodes.length);
-  const s = sv("svg", {width: left + W + 20, height: top + L * LOCS.length * rh + 20, id: "graph-svg"});
+  const s = sv("svg", {width: left + W + 20, height: top + L * m.locations.length * rh + 20, id: "graph-svg"});
   let r = 0;
-  for (let l = 0; l < L; l++) for (const loc of LOCS) {
+  for (let l = 0; l < L; l++) for (const loc of m.locations) {
     const y = top + r * rh + rh / 2, ks = rows.get(l + "." + loc) || [];
     s.appendChild(sv("text", {x: 4, y: y + 4}, l + "." + loc + " (" + ks.length + ")"));
     ks.forEach((k, i) => { pos[k] = [left + (i + 0.5) * W / ks.length, y]; });
     r++;
   }
-  const maxW = Math.max(1e-9, ...m.edges.map(e => Math.abs(e[2])));
+  const maxW = maxAbs(m.edges.map(e => e[2]));
   const edgeLayer = sv("g", {});
   for (const [a, b, w] of m.edges) {
     edgeLayer.appendChild(sv("line", {x1: pos[a][0], y1: pos[a][1], x2: pos[b][0], y2: pos[b][1],
       stroke: w > 0 ? "#2563eb" : "#dc2626", "stroke-width": 0.3 + 2.5 * Math.abs(w) / maxW, "stroke-opacity": 0.5}));
   }
   s.appendChild(edgeLayer);
-  const maxE = Math.max(1e-9, ...m.nodes.map(nd => Math.abs(nd.effect)));
+  const maxE = maxAbs(m.nodes.map(nd => nd.effect));
   m.nodes.forEach((nd, k) => {
     const shade = Math.round(230 - 200 * Math.min(1, Math.abs(nd.effect) / maxE));
     const c = sv("circle", {cx: pos[k][0], cy: pos[k][1], r: 4, fill: `rgb(${shade + 25},${shade},${shade})`,
@@ -165,7 +167,7 @@ function drawGraph() {
   });
   box.appendChild(el("p", {class: "note"}, m.nodes.length + " of " + m.nodes_total + " nodes, " + m.edges.length +
     " of " + m.edges_total + " edges (largest |w|) drawn; blue = positive weight, red = negative; " +
-    "darker nodes raise the task loss more when ablated."));
+    "the darker a node, the more the task loss changes when it is ablated too."));
   box.appendChild(s);
 }
 
@@ -173,7 +175,7 @@ function colored(tokens, acts, scale, target) {
   const line = el("div", {class: "prompt"});
   tokens.forEach((t, i) => {
     const a = acts[i] / scale, alpha = Math.min(1, Math.abs(a)).toFixed(2);
-    const span = el("span", {title: fmt(acts[i], 3)}, t);
+    const span = el("span", {title: fmt(acts[i], 3)}, shown(t));
     span.style.background = a >= 0 ? `rgba(220,38,38,${alpha})` : `rgba(37,99,235,${alpha})`;
     if (i === target) span.classList.add("target");
     line.appendChild(span);
@@ -198,14 +200,15 @@ function showNode(m, k, circle) {
   const nd = m.nodes[k], box = document.getElementById("node-panel");
   box.replaceChildren(el("h3", {id: "node-name"}, nd.id));
   box.appendChild(el("p", {}, "layer " + nd.layer + ", " + nd.loc + ", channel " + nd.index +
-    (nd.loc.startsWith("attn.") && ["attn.q", "attn.k", "attn.v"].includes(nd.loc) ?
+    (["attn.q", "attn.k", "attn.v"].includes(nd.loc) ?
       " (head " + Math.floor(nd.index / m.config.d_head) + ")" : "")));
   box.appendChild(el("p", {id: "node-effect"}, "ablation effect on the task loss: " + (nd.effect >= 0 ? "+" : "") +
     fmt(nd.effect)));
   box.appendChild(weightTable("input weights", nd.in));
   box.appendChild(weightTable("output weights", nd.out));
-  const scale = Math.max(1e-9, ...nd.acts.flat().map(Math.abs));
-  box.appendChild(el("h4", {}, "activation over task prompts (red +, blue \u2212; max |a| = " + fmt(scale, 3) + ")"));
+  const scale = maxAbs(nd.acts.flat());
+  box.appendChild(el("h4", {}, "activation in the full model over task prompts (red +, blue \u2212; max |a| = " +
+    fmt(scale, 3) + ")"));
   const byPair = new Map();
   m.prompts.forEach((p, i) => { if (!byPair.has(p.pair)) byPair.set(p.pair, []); byPair.get(p.pair).push(i); });
   for (const members of byPair.values()) {
@@ -237,8 +240,8 @@ function curveSvg(m) {
   const pts = m.numbers.curve.filter(p => p[0] > 0).sort((a, b) => a[0] - b[0]);
   const W = 320, H = 180, pad = 36, s = sv("svg", {width: W, height: H});
   if (!pts.length) return s;
-  const xs = pts.map(p => Math.log10(p[0])), ys = pts.map(p => Math.min(p[1], 10));
-  const x0 = Math.min(...xs), x1 = Math.max(...xs) + 1e-9, y1 = Math.max(...ys, m.numbers.target) * 1.05;
+  const xs = pts.map(p => Math.log10(p[0])), ys = pts.map(p => Math.min(p[1] === null ? 10 : p[1], 10));
+  const x0 = xs[0], x1 = xs[xs.length - 1] + 1e-9, y1 = maxAbs(ys.concat([m.numbers.target])) * 1.05;
   const X = v => pad + (v - x0) / (x1 - x0) * (W - pad - 10), Y = v => H - pad + 10 - v / y1 * (H - pad - 10);
   s.appendChild(sv("polyline", {points: pts.map((p, i) => X(xs[i]) + "," + Y(ys[i])).join(" "), fill: "none",
     stroke: "#2563eb", "stroke-width": 1.5}));
@@ -267,7 +270,7 @@ function drawNumbers() {
     p.appendChild(t);
     p.appendChild(curveSvg(m));
     const v = n.validation;
-    if (!v) { p.appendChild(el("p", {class: "note"}, "No validation.json: run `sparsecircuits validate` on the circuit.")); continue; }
+    if (!v) { p.appendChild(el("p", {class: "note"}, n.validation_note)); continue; }
     const vt = el("table", {class: "validation"});
     const checks = [["sufficiency (circuit alone)", v.sufficiency.loss], ["necessity (circuit removed)",
       v.necessity.loss_without_circuit], ["attribution baseline, same size", v.attribution_baseline.loss],
@@ -286,9 +289,15 @@ function drawNumbers() {
 }
 
 window.addEventListener("DOMContentLoaded", () => {
-  if (document.getElementById("flow-panels")) setupFlow();
-  if (document.getElementById("grid-panels")) drawGrid();
-  if (document.getElementById("graph")) setupGraph();
-  if (document.getElementById("numbers-panels")) drawNumbers();
+  // each view on its own: one that fails says so in its section and the others still draw
+  for (const [id, setup] of [["flow-panels", setupFlow], ["grid-panels", drawGrid], ["graph", setupGraph],
+                             ["numbers-panels", drawNumbers]]) {
+    const box = document.getElementById(id);
+    if (!box) continue;
+    try { setup(); } catch (err) {
+      console.error(err);
+      box.appendChild(el("p", {class: "warning"}, "This view could not be drawn: " + err));
+    }
+  }
   document.body.dataset.ready = "1";
 });

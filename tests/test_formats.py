@@ -1,0 +1,152 @@
+"""Models from elsewhere: a Hugging Face GPT-2 and the authors' release format, made inside the tests."""
+import json
+
+import pytest
+import torch
+
+import sparsecircuits as sc
+from sparsecircuits.cli import main
+
+from conftest import small_config
+
+transformers = pytest.importorskip("transformers")
+
+
+def hf_gpt2(tmp_path, safe=True, **kw):
+    cfg = transformers.GPT2Config(vocab_size=97, n_positions=24, n_embd=32, n_layer=2, n_head=4, **kw)
+    torch.manual_seed(1)
+    model = transformers.GPT2LMHeadModel(cfg).eval()
+    with torch.no_grad():  # make LayerNorm and biases non-trivial, so a wrong mapping shows
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or "ln_" in name:
+                p.add_(0.1 * torch.randn_like(p))
+    path = tmp_path / "gpt2"
+    model.save_pretrained(path)
+    if not safe:  # the older save_pretrained output: a pickled state dict
+        torch.save(model.state_dict(), path / "pytorch_model.bin")
+        (path / "model.safetensors").unlink()
+    return model, path
+
+
+@pytest.mark.parametrize("safe", [True, False])
+def test_hf_gpt2_gives_the_same_logits(tmp_path, safe):
+    ref, path = hf_gpt2(tmp_path, safe)
+    assert (path / ("model.safetensors" if safe else "pytorch_model.bin")).exists()
+    ours = sc.load(path)
+    assert ours.cfg.norm == "layernorm" and ours.cfg.pos_emb == "learned" and ours.cfg.tied
+    tokens = torch.randint(0, 97, (3, 24))
+    with torch.no_grad():
+        want = ref(tokens).logits
+        got, cache = ours.run_with_cache(tokens)
+        hidden = ref(tokens, output_hidden_states=True).hidden_states
+    assert (got - want).abs().max() < 1e-4
+    assert torch.allclose(cache["1.resid_in"], hidden[1], atol=1e-5)  # hooks see GPT-2's residual stream
+
+
+def test_hf_gpt2_other_architectures_and_broken_weights_are_refused(tmp_path, capsys):
+    _, path = hf_gpt2(tmp_path)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "model_type": "llama", "architectures": ["LlamaForCausalLM"]}))
+    assert main(["eval", str(path)]) == 2
+    assert "'llama' is not converted" in capsys.readouterr().err
+    (path / "config.json").write_text(json.dumps({**config, "activation_function": "swish"}))
+    assert main(["eval", str(path)]) == 2
+    assert "swish" in capsys.readouterr().err
+    (path / "config.json").write_text(json.dumps(config))
+    from safetensors.torch import load_file, save_file
+    state = load_file(str(path / "model.safetensors"))
+    del state["transformer.h.1.mlp.c_fc.weight"]
+    state["transformer.h.0.attn.c_proj.bias"] = torch.zeros(5)
+    save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+    assert main(["eval", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "missing blocks.1.mlp.c_fc.weight" in err and "mis-shaped blocks.0.attn.c_proj.bias" in err
+    assert err.count("\n") == 1
+
+
+def release_dir(tmp_path, model: sc.SparseTransformer, extra_config=None):
+    """Write `model` the way the authors' release stores a model (METHOD 8)."""
+    c = model.cfg
+    state = {}
+    for k, v in model.state_dict().items():
+        if k == "bigram":
+            k = "bigram_table"
+        elif k.startswith("blocks."):
+            k = "transformer.h." + k[len("blocks."):]
+            k = k.replace(".attn.sink_logit", ".attn.attn_imp.sink_logit")
+        elif k.startswith(("wte.", "wpe.", "ln_f.")):
+            k = "transformer." + k
+        state[k] = v.clone()
+    config = {"block_size": c.block_size, "vocab_size": c.vocab_size, "n_layer": c.n_layer, "n_head": c.n_head,
+              "d_head": c.d_head, "d_model": c.d_model, "n_mlp": c.d_mlp, "bias": c.bias,
+              "rms_norm": c.norm == "rmsnorm", "activation_type": c.activation, "afrac": c.afrac,
+              "afrac_loctypes": ",".join(c.abstopk_locations), "tied_unembed": c.tied,
+              "enable_bigram_table": c.bigram, "learnable_bigram_table": c.bigram, "sink": c.sink, "flash": True,
+              "residual_activation_type": "identity", "d_pos_emb": c.d_model if c.pos_emb == "learned" else None,
+              "pfrac": 0.5, "expansion_factor": 1, "n_embd": c.d_model, **(extra_config or {})}
+    path = tmp_path / "release"
+    path.mkdir()
+    (path / "beeg_config.json").write_text(json.dumps(config))
+    torch.save(state, path / "final_model.pt")
+    return path
+
+
+@pytest.mark.parametrize("options", [
+    dict(bigram=True, sink=True, afrac=0.25, abstopk_locations=("attn_q", "attn_k", "mlp_neuron"), pos_emb="none",
+         final_logit_bias=True),
+    dict(bigram=False, sink=False, norm="layernorm", activation="relu", pos_emb="learned", tied=True),
+])
+def test_release_format_gives_the_same_logits_and_activations(tmp_path, options):
+    ref = sc.SparseTransformer(small_config(vocab_size=64, **options)).eval()
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+        if ref.final_logits_bias is not None:
+            ref.final_logits_bias.normal_()
+    path = release_dir(tmp_path, ref)
+    ours = sc.load(path)
+    assert ours.cfg == ref.cfg
+    tokens = torch.randint(0, 64, (2, 16))
+    with torch.no_grad():
+        want, want_cache = ref.run_with_cache(tokens)
+        got, got_cache = ours.run_with_cache(tokens)
+    assert torch.equal(got, want)
+    assert all(torch.equal(got_cache[k], want_cache[k]) for k in want_cache)
+
+
+def test_release_tokenizer_files_and_bad_pt_files(tmp_path, capsys):
+    ref = sc.SparseTransformer(small_config(vocab_size=262)).eval()
+    path = release_dir(tmp_path, ref)
+    assert sc.load(path).tokenizer is None  # no tokenizer: ids are used directly
+    # GPT-2-format tokenizer files: 256 byte tokens, a few merges, end-of-text last
+    from tokenizers.pre_tokenizers import ByteLevel
+    vocab = {ch: i for i, ch in enumerate(sorted(ByteLevel.alphabet()))}
+    merges = [("d", "e"), ("de", "f"), ("\u0120", "x"), ("(", ")")]
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    tok_dir = tmp_path / "tok"
+    tok_dir.mkdir()
+    (tok_dir / "encoder.json").write_text(json.dumps(vocab))
+    (tok_dir / "vocab.bpe").write_text("#version: 0.2\n" + "\n".join(f"{a} {b}" for a, b in merges) + "\n")
+    (tmp_path / "t").mkdir()
+    path = release_dir(tmp_path / "t", sc.SparseTransformer(small_config(vocab_size=len(vocab))).eval())
+    model = sc.load(path, tokenizer=tok_dir)
+    assert model.tokenizer.encode("def x()") == [vocab["def"], vocab["\u0120x"], vocab["()"]]
+    assert model.tokenizer.decode(model.tokenizer.encode("def x()")) == "def x()"
+    assert model.tokenizer.eot_id == vocab["<|endoftext|>"]
+    # a .pt holding code (not just tensors) and one holding a non-tensor value are refused
+    class Evil:
+        def __reduce__(self):
+            return (print, ("ran",))
+    torch.save({"transformer.wte.weight": Evil()}, path / "final_model.pt")
+    assert main(["eval", str(path)]) == 2
+    assert "weights_only" in capsys.readouterr().err
+    torch.save({"transformer.wte.weight": torch.zeros(2), "step": 3}, path / "final_model.pt")
+    assert main(["eval", str(path)]) == 2
+    assert "other than a dict of tensors" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "weights.bin").write_bytes(b"")
+    assert main(["eval", str(empty)]) == 2
+    assert "beeg_config.json" in capsys.readouterr().err
