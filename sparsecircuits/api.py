@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .circuits import Circuit, model_hash, model_means
+from .circuits.run import circuit_corpus
 from .config_io import load_json
 from .errors import UserError
 from .model.io import load_model
@@ -34,7 +35,8 @@ def load_circuit(directory: str | Path, model: str | Path | None = None, progres
     net = load(model_dir, tokenizer=circuit.settings.get("tokenizer"))
     if model_hash(net) != circuit.settings.get("model_hash"):
         raise UserError(f"{directory} was pruned from other weights than the model in {model_dir}")
-    means = model_means(net, progress) if circuit.settings.get("ablation", "mean") == "mean" else None
+    means = model_means(net, progress, circuit_corpus(circuit)) if circuit.settings.get("ablation", "mean") == "mean" \
+        else None
     return circuit, net, means
 
 

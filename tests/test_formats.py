@@ -150,3 +150,24 @@ def test_release_tokenizer_files_and_bad_pt_files(tmp_path, capsys):
     (empty / "weights.bin").write_bytes(b"")
     assert main(["eval", str(empty)]) == 2
     assert "beeg_config.json" in capsys.readouterr().err
+
+
+def test_sparsify_a_gpt2_then_prune_and_draw_both(stdlib_corpus, tmp_path):
+    cfg = transformers.GPT2Config(vocab_size=2048, n_positions=64, n_embd=32, n_layer=2, n_head=4)
+    transformers.GPT2LMHeadModel(cfg).save_pretrained(tmp_path / "gpt2")
+    dense, sparse, corpus = tmp_path / "gpt2", tmp_path / "sparse", str(stdlib_corpus)
+    assert main(["sparsify", str(dense), "--density", "0.25", "--data", corpus, "--steps", "20", "--batch-size", "4",
+                 "--out", str(sparse), "--quiet"]) == 0
+    twin = sc.load(sparse)
+    assert twin.cfg == sc.load(dense).cfg and twin.tokenizer.vocab_size == 2048
+    report = sc.evaluate(sparse)
+    assert report["per_tensor"]["blocks.0.mlp.c_fc.weight"]["nonzero"] == 0.25 * 32 * 128
+    task, common = "single_double_quote", ["--target-loss", "0.3", "--steps", "10", "--quiet"]
+    assert main(["prune", str(dense), "--task", task, "--tokenizer", corpus, "--data", corpus,
+                 "--out", str(tmp_path / "c_dense"), *common]) == 0
+    assert main(["prune", str(sparse), "--task", task, "--out", str(tmp_path / "c_sparse"), *common]) == 0
+    out = tmp_path / "grid.png"
+    assert main(["figure", str(tmp_path / "c_sparse"), str(tmp_path / "c_dense"), "--kind", "grid",
+                 "--labels", "sparse GPT-2,GPT-2", "--out", str(out), "--quiet"]) == 0
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    assert main(["viz", str(tmp_path / "c_dense"), "--out", str(tmp_path / "r.html"), "--quiet"]) == 0

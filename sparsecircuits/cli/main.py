@@ -11,6 +11,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from .. import api, viz
 from ..atomic import atomic_write_text
 from ..circuits import prune, search, validate
@@ -20,6 +22,7 @@ from ..config_io import from_dict, load_json, to_dict
 from ..data.corpus import build_corpus
 from ..errors import UserError
 from ..tasks import TASKS, get_task, required_tokens
+from ..training.bridges import load_bridged, site_of, steer
 from ..training.checkpoint import CHECKPOINT
 from ..training.config import RunConfig
 from ..training.presets import PRESETS, preset
@@ -59,6 +62,9 @@ def cmd_train(args) -> None:
     run = from_dict(RunConfig, {**to_dict(run), "model": model, "train": train})
     if init is not None:
         run = replace(run, init_from=str(Path(args.init_from).resolve()))
+    if args.bridge_to:
+        api.load(args.bridge_to)  # fail now, with a clear message, if it is not a model
+        run = replace(run, bridge_to=str(Path(args.bridge_to).resolve()))
     _check_out(Path(args.out), args.resume)
     api.train(run, args.out, resume=args.resume, progress=not args.quiet, init=init)
     if int(os.environ.get("RANK", "0")) == 0:
@@ -152,9 +158,10 @@ def cmd_prune(args) -> None:
     options = {k: getattr(args, k) for k in ("ablation", "steps", "k_coef", "lr", "seed") if getattr(args, k) is not None}
     options["freeze_norms"] = args.freeze_norms
     if args.search > 1:
-        circuit, _ = search(model, args.task, args.target_loss, budget=args.search, progress=not args.quiet, **options)
+        circuit, _ = search(model, args.task, args.target_loss, budget=args.search, progress=not args.quiet,
+                            corpus=args.data, **options)
     else:
-        circuit = prune(model, args.task, args.target_loss, progress=not args.quiet, **options)
+        circuit = prune(model, args.task, args.target_loss, progress=not args.quiet, corpus=args.data, **options)
     circuit.save(args.out)
     state = "reaches" if circuit.reached else "does NOT reach"
     print(f"circuit of {task.name}: {circuit.n_nodes} nodes, {circuit.n_edges} edges, loss {circuit.loss:.4f} "
@@ -232,6 +239,40 @@ def cmd_export(args) -> None:
     print(f"{circuit.n_nodes} nodes, {circuit.n_edges} edges -> {out}")
 
 
+def cmd_steer(args) -> None:
+    sparse, dense, bridges = load_bridged(args.model)
+    tok = sparse.tokenizer
+    if tok is None:
+        raise UserError(f"{args.model} has no tokenizer")
+    if args.task:
+        example = get_task(args.task).examples("test", 1)[0]
+        prompt, pair = example.prompt, (example.correct, example.wrong)
+    elif args.prompt is not None and args.tokens:
+        prompt, pair = args.prompt, tuple(args.tokens.split(",", 1)) if "," in args.tokens else (args.tokens, None)
+    else:
+        raise UserError("give --task NAME, or --prompt TEXT with --tokens A,B")
+    if pair[1] is None:
+        raise UserError("--tokens needs two candidates, A,B")
+    ids = [tok.single_token(t) for t in pair]
+    if None in ids:
+        raise UserError(f"candidates must be single tokens: {pair}")
+    site, channel = site_of(args.channel, sparse.cfg.n_layer)
+    tokens = torch.tensor([tok.encode(prompt)[-sparse.cfg.block_size:]])
+    r = steer(sparse, dense, bridges, tokens, site, channel, args.value, args.strength)
+
+    def p(logprobs):
+        return [float(logprobs[i].exp()) for i in ids]
+
+    a, b = pair
+    print(f"edit {site}[{channel}] := {args.value} on {prompt[-60:]!r}; candidates {a!r} / {b!r}")
+    print(f"  sparse model:  P={p(r['sparse'])[0]:.4f} / {p(r['sparse'])[1]:.4f} -> "
+          f"{p(r['sparse_edited'])[0]:.4f} / {p(r['sparse_edited'])[1]:.4f}")
+    base = p(r["dense"][min(r["dense"])])
+    for strength, lp in r["dense"].items():
+        pa, pb = p(lp)
+        print(f"  dense, strength {strength:4.2f}: P={pa:.4f} / {pb:.4f}  (change {pa - base[0]:+.4f} / {pb - base[1]:+.4f})")
+
+
 def cmd_demo(args) -> None:
     from .demo import run_demo
     run_demo(Path(args.out), quick=args.quick, progress=not args.quiet)
@@ -267,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--corpus", default="corpus", help="corpus directory for --preset (built if missing)")
     t.add_argument("--afrac", type=float, help="AbsTopK fraction of activations kept")
     t.add_argument("--init-from", help="model directory whose weights start the run")
+    t.add_argument("--bridge-to", help="dense model to train bridges to, jointly with this sparse model")
     common(t)
     t.set_defaults(func=cmd_train)
 
@@ -290,6 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prune", help="prune a model to the circuit of one task")
     pr.add_argument("model", help="model directory")
     pr.add_argument("--task", required=True, help="task name or .jsonl file")
+    pr.add_argument("--data", help="corpus for the mean cache of a model without run.json (e.g. a GPT-2)")
     pr.add_argument("--tokenizer", help="tokenizer folder (tokenizer.json, or encoder.json + vocab.bpe) for a model that has none")
     pr.add_argument("--target-loss", type=float, default=0.15)
     pr.add_argument("--out", required=True, help="circuit directory to write")
@@ -335,6 +378,16 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--no-effects", action="store_true", help="skip each node's ablation effect (faster)")
     ex.add_argument("--quiet", action="store_true")
     ex.set_defaults(func=cmd_export)
+
+    st = sub.add_parser("steer", help="edit one sparse channel and steer the dense model through the bridges")
+    st.add_argument("model", help="sparse model trained with --bridge-to")
+    st.add_argument("--channel", required=True, help="e.g. 1.resid_mid[5] or a node such as 1.mlp.resid_delta[5]")
+    st.add_argument("--value", type=float, required=True, help="value the channel is set to at every position")
+    st.add_argument("--task", help="take the prompt and the two candidates from this task's first test pair")
+    st.add_argument("--prompt", help="prompt text (with --tokens)")
+    st.add_argument("--tokens", help="the two candidate next tokens, A,B")
+    st.add_argument("--strength", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    st.set_defaults(func=cmd_steer)
 
     c = sub.add_parser("corpus", help="build a corpus of Python code")
     csub = c.add_subparsers(dest="corpus_command", required=True, parser_class=_Parser)

@@ -40,6 +40,8 @@ class TrainConfig:
     min_per_neuron: int = 4
     vector_density: str = "sqrt"     # embeddings and biases keep sqrt(density) ("same": density)
     distill_weight: float = 0.0      # weight of KL(teacher || model), sparsity-finetuning only
+    bridge_weight: float = 1.0       # weight of the bridge losses (runs with RunConfig.bridge_to)
+    bridge_afrac: float = 0.25       # AbsTopK fraction of the bridges' encoders
     seed: int = 0
     checkpoint_every: int = 500
     autocast: str = "bf16"           # bf16 | none
@@ -52,8 +54,10 @@ class TrainConfig:
                 raise UserError(f"train config '{name}' must be >= 1, got {getattr(self, name)}")
         if not 0 <= self.anneal_start <= self.anneal_end <= 1:
             raise UserError("anneal_start and anneal_end must satisfy 0 <= start <= end <= 1")
-        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0 or self.distill_weight < 0:
-            raise UserError("lr and eps must be > 0; weight_decay and distill_weight >= 0")
+        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0 or self.distill_weight < 0 or self.bridge_weight < 0:
+            raise UserError("lr and eps must be > 0; weight_decay, distill_weight and bridge_weight >= 0")
+        if not 0 < self.bridge_afrac <= 1:
+            raise UserError(f"bridge_afrac must be in (0, 1], got {self.bridge_afrac}")
         if self.autocast not in ("bf16", "none"):
             raise UserError(f"autocast must be bf16 or none, got {self.autocast!r}")
         self.betas = tuple(self.betas)
@@ -65,3 +69,4 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     init_from: str = ""              # a model directory to start from (sparsity-finetuning)
+    bridge_to: str = ""              # a dense model directory to train bridges to (METHOD 4)

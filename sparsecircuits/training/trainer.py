@@ -11,17 +11,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..config_io import to_dict
 from ..data.addition import AdditionData
 from ..data.corpus import CorpusData
 from ..errors import UserError
-from ..model.io import assign_state
+from ..atomic import atomic_path
+from ..model.io import assign_state, load_model
 from ..model.transformer import SparseTransformer
 from ..sparsity.projection import TopKProjector, sparsified_parameters
 from ..sparsity.schedule import density_at, lr_at
+from .bridges import BRIDGES_FILE, Bridges, bridge_loss
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .distributed import setup
@@ -78,24 +82,43 @@ class Trainer:
             self.net = torch.nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 broadcast_buffers=False)
+        self.bridges, self.dense, self.saved = None, None, self.model
+        if run.bridge_to:
+            self._setup_bridges()
         self.params = list(self.model.parameters())
         self.decayed = [p for n, p in self.model.named_parameters() if p.dim() == 2 and n != "bigram"]
         self.opt = make_adam(self.params, t.lr, t.betas, t.eps)
+        if self.bridges is not None:  # plain Adam for the bridges: no shared RMS rescaling, a small eps
+            self.opt.add_param_group({"params": list(self.bridges.parameters()), "eps": 1e-8})
         self.projector = (TopKProjector(sparsified_parameters(self.model), t.min_per_neuron, t.vector_density)
                           if t.density < 1 else None)
         self.step, self.history = 0, []
+
+    def _setup_bridges(self) -> None:
+        """Bridges to the dense model `run.bridge_to`, trained with the sparse model (one process)."""
+        if self.procs.world > 1:
+            raise UserError("training with bridges runs in one process")
+        self.dense = load_model(self.run.bridge_to).to(self.device).eval().requires_grad_(False)
+        self.bridges = Bridges(self.dense.cfg, self.run.model, self.run.train.bridge_afrac).to(self.device)
+        self.saved = nn.ModuleDict({"model": self.model, "bridges": self.bridges})  # what checkpoints hold
 
     def density(self, step: int) -> float:
         t = self.run.train
         return density_at(step, t.steps, t.density, t.anneal_start, t.anneal_end)
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, y: torch.Tensor, step: int = 0) -> torch.Tensor:
         t = self.run.train
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.autocast == "bf16"):
-            logits = self.net(x)
-        logits = logits.float()
         scored = y != -1
+        bridged = None
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.autocast == "bf16"):
+            if self.bridges is not None:
+                logits, bridged = bridge_loss(self.bridges, self.model, self.dense, x, scored, step)
+            else:
+                logits = self.net(x)
+        logits = logits.float()
         loss = F.cross_entropy(logits[scored], y[scored])
+        if bridged is not None:
+            loss = loss + t.bridge_weight * bridged
         if self.teacher is not None and t.distill_weight > 0:
             with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.autocast == "bf16"):
                 target = self.teacher(x)
@@ -113,7 +136,7 @@ class Trainer:
         x, y = self.data.train_batch(step, t.batch_size)  # the global batch; this rank takes its slice
         b, r = t.batch_size // self.procs.world, self.procs.rank
         x, y = x[r * b:(r + 1) * b].to(self.device), y[r * b:(r + 1) * b].to(self.device)
-        loss = self.loss(x, y)
+        loss = self.loss(x, y, step)
         loss.backward()
         if t.grad_rms_norm:
             normalize_grad_rms(self.params)
@@ -126,7 +149,7 @@ class Trainer:
 
     def resume(self) -> bool:
         """Continue from `out/checkpoint` if there is one; refuse a checkpoint of another run."""
-        state = load_checkpoint(self.out, self.model, self.opt)
+        state = load_checkpoint(self.out, self.saved, self.opt)
         if state is None:
             return False
         if state.get("run") != to_dict(self.run):
@@ -137,7 +160,7 @@ class Trainer:
     def checkpoint(self) -> None:
         """Rank 0 writes; the others wait, so no rank runs ahead of a checkpoint."""
         if self.procs.main:
-            save_checkpoint(self.out, self.model, self.opt,
+            save_checkpoint(self.out, self.saved, self.opt,
                             {"step": self.step, "run": to_dict(self.run), "history": self.history})
         self.procs.barrier()
 
@@ -166,4 +189,8 @@ class Trainer:
         if self.procs.main:
             self.model.save(self.out, extra={RUN_FILE: to_dict(self.run), "train_log.json": self.history})
             self.data.tokenizer.save(self.out)
+            if self.bridges is not None:
+                with atomic_path(self.out / BRIDGES_FILE) as tmp:
+                    save_file({k: v.detach().cpu().contiguous() for k, v in self.bridges.state_dict().items()},
+                              str(tmp))
         self.checkpoint()

@@ -18,7 +18,7 @@ from ..circuits.circuit import Circuit
 from ..circuits.nodes import parse_node
 from ..circuits.effects import ablation_effects, circuit_pruner
 from ..circuits.prune import Pruner
-from ..circuits.run import reference_data
+from ..circuits.run import circuit_corpus, reference_data
 from ..errors import UserError
 from ..model.hooks import NODE_LOCATIONS
 from ..tasks import get_task
@@ -80,15 +80,16 @@ def _site_acts(model, tokens: torch.Tensor, sites: list[str]) -> dict[str, torch
     return {k: v.float().cpu() for k, v in cache.items()}
 
 
-def _text_examples(model, tokenizer, names: list[str], sites: list[str], n_windows: int, width: int) -> tuple[list, list]:
+def _text_examples(model, circuit: Circuit, names: list[str], sites: list[str], n_windows: int,
+                   width: int) -> tuple[list, list]:
     """Pretraining windows (as token strings) and, per node, (window, position, activation) at QUANTILES."""
     try:
-        _, data = reference_data(model)
+        _, data = reference_data(model, circuit_corpus(circuit))
     except UserError:  # a model without its run.json: no pretraining text to show
         return [], [[] for _ in names]
     tokens = data.train_batch(20_000_000, n_windows)[0][:, :width]
     acts = _site_acts(model, tokens, sites)
-    texts = [_strings(tokenizer, row.tolist()) for row in tokens]
+    texts = [_strings(model.tokenizer, row.tolist()) for row in tokens]
     T = tokens.shape[1]
     out = []
     for name in names:
@@ -169,7 +170,7 @@ def node_details(model, circuit: Circuit, pruner: Pruner, prompt_tokens: torch.T
     sites = sorted({n.split("[")[0] for n in names})
     effects = ablation_effects(pruner, circuit, names)
     prompt_acts = _site_acts(model, prompt_tokens, sites)
-    texts, examples = _text_examples(model, model.tokenizer, names, sites, n_windows, width)
+    texts, examples = _text_examples(model, circuit, names, sites, n_windows, width)
     inputs, outputs = defaultdict(list), defaultdict(list)
     for a, b, w in circuit.edges:
         outputs[a].append((b, w))

@@ -1,0 +1,65 @@
+"""Bridges between a dense model and a sparse one (METHOD 4), and steering the dense model through them."""
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import sparsecircuits as sc
+from sparsecircuits import DataConfig, RunConfig, TrainConfig
+from sparsecircuits.cli import main
+from sparsecircuits.tasks import get_task
+from sparsecircuits.training.bridges import BRIDGES_FILE, load_bridged, nmse, steer
+
+from conftest import small_config
+
+
+@pytest.fixture(scope="module")
+def bridged(adder, tmp_path_factory):
+    """A sparse twin of the dense `adder`, finetuned from it jointly with bridges to it."""
+    out = tmp_path_factory.mktemp("bridged") / "sparse"
+    assert main(["train", "--config", str(adder / "run.json"), "--init-from", str(adder), "--bridge-to", str(adder),
+                 "--density", "0.25",
+                 "--steps", "250", "--checkpoint-every", "100", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_bridges_are_trained_saved_and_checkpointed(bridged, adder):
+    sparse, dense, bridges = load_bridged(bridged)
+    assert (bridged / BRIDGES_FILE).exists()
+    assert any(k.startswith("bridges.enc.0") for k in load_file(str(bridged / "checkpoint" / "model.safetensors")))
+    x = torch.tensor([sparse.tokenizer.encode(e.prompt) for e in get_task("add2_digit4").examples("test", 64)])
+    with torch.no_grad():
+        _, hs = sparse.run_with_cache(x, bridges.sites)
+        _, hd = dense.run_with_cache(x, bridges.sites)
+        for i, s in enumerate(bridges.sites):  # both directions explain most of the other model's stream
+            assert nmse(bridges.decode(i, hs[s]), hd[s]) < 0.5, s
+            assert nmse(bridges.encode(i, hd[s]), hs[s]) < 0.8, s
+    assert sc.evaluate(bridged)["accuracy"] > 0.5
+
+
+def test_steering_moves_the_dense_model_the_way_it_moves_the_sparse_one(bridged, capsys):
+    sparse, dense, bridges = load_bridged(bridged)
+    example = get_task("add2_digit4").examples("test", 1)[0]
+    tok = sparse.tokenizer
+    a, b = tok.single_token(example.correct), tok.single_token(str((int(example.correct) + 5) % 10))
+    tokens = torch.tensor([tok.encode(example.prompt)])
+    site = "final_resid"
+    # the sparse channel that most favours the wrong answer b over a
+    h = sparse.run_with_cache(tokens, [site])[1][site].requires_grad_(True)
+    logits = sparse.run_with_hooks(tokens, [(site, lambda x, _: h)])
+    (logits[0, -1, b] - logits[0, -1, a]).backward()
+    channel = int(h.grad[0, -1].abs().argmax())
+    value = float((h[0, -1, channel] + 4 * h.grad[0, -1, channel].sign() * h[0].std()).detach())
+    r = steer(sparse, dense, bridges, tokens, site, channel, value)
+    gap = {s: float(lp[b] - lp[a]) for s, lp in r["dense"].items()}
+    assert r["sparse_edited"][b] - r["sparse_edited"][a] > r["sparse"][b] - r["sparse"][a]
+    assert gap[1.0] > gap[0.5] > gap[0.0]  # the dense model moves toward b, more with more strength
+    assert main(["steer", str(bridged), "--channel", f"{site}[{channel}]", "--value", str(value),
+                 "--prompt", example.prompt, "--tokens", f"{example.correct},{tok.decode([b])}"]) == 0
+    assert "dense, strength 1.00" in capsys.readouterr().out
+    assert main(["steer", str(bridged), "--channel", "9.resid_mid[0]", "--value", "1", "--task", "add2_digit4"]) == 2
+    assert main(["steer", str(bridged), "--channel", "final_resid[0]", "--value", "1"]) == 2
+
+
+def test_steer_needs_a_bridged_model(adder, capsys):
+    assert main(["steer", str(adder), "--channel", "0.resid_mid[0]", "--value", "1", "--task", "add2_digit4"]) == 2
+    assert "--bridge-to" in capsys.readouterr().err
