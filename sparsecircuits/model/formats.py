@@ -70,11 +70,14 @@ def hf_gpt2_config(c: dict, source: str) -> ModelConfig:
         raise UserError(f"{source}: layer_norm_epsilon {c['layer_norm_epsilon']} is not converted (only 1e-5)")
     if c.get("scale_attn_weights") is False:
         raise UserError(f"{source}: GPT-2 without scaled attention is not converted")
-    d, h = c["n_embd"], c["n_head"]
-    return ModelConfig(vocab_size=c["vocab_size"], block_size=c["n_positions"], n_layer=c["n_layer"], d_model=d,
-                       n_head=h, d_head=d // h, d_mlp=c.get("n_inner") or 4 * d, norm="layernorm",
-                       activation=HF_ACTIVATIONS[act], pos_emb="learned", bigram=False, sink=False, bias=True,
-                       tied=c.get("tie_word_embeddings", True))
+    try:
+        d, h = c["n_embd"], c["n_head"]
+        return ModelConfig(vocab_size=c["vocab_size"], block_size=c["n_positions"], n_layer=c["n_layer"], d_model=d,
+                           n_head=h, d_head=d // h, d_mlp=c.get("n_inner") or 4 * d, norm="layernorm",
+                           activation=HF_ACTIVATIONS[act], pos_emb="learned", bigram=False, sink=False, bias=True,
+                           tied=c.get("tie_word_embeddings", True))
+    except KeyError as e:
+        raise UserError(f"{source} lacks the GPT-2 config key {e.args[0]!r}") from None
 
 
 def hf_gpt2_state(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:

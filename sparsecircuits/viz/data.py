@@ -3,7 +3,7 @@
 `model_view` returns a JSON-ready dict for one (model, circuit): the numbers, the kept nodes with
 their ablation effects, weights and activations, the circuit's edges, the component grid and the
 information flow over token positions for a few task prompts. Everything is plain numbers and
-strings: the page escapes every string it shows.
+strings, and the page inserts every string as text, never as HTML.
 """
 from __future__ import annotations
 
