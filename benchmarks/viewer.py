@@ -24,7 +24,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disa
 def open_seconds(page, url: str, ready: str) -> float:
     t0 = time.perf_counter()
     page.goto(url)
-    page.wait_for_selector(ready)
+    page.wait_for_selector(ready, state="attached")
     return time.perf_counter() - t0
 
 

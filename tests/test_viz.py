@@ -131,7 +131,7 @@ def _open(browser, url):
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(url)
-    page.wait_for_selector("body[data-ready='1']")
+    page.wait_for_selector("body[data-ready='1']", state="attached")
     return page, errors, dialogs
 
 

@@ -24,7 +24,7 @@ def reference_data(model, corpus: str | Path | None = None):
     """The model's own pretraining data (named by its run.json), or the corpus `corpus` for a model
     from elsewhere (e.g. a Hugging Face GPT-2): what mean ablation averages over."""
     if corpus is not None:
-        run = RunConfig(model=model.cfg, data=DataConfig(kind="corpus", path=str(corpus)))
+        run = RunConfig(model=model.cfg, data=DataConfig(kind="corpus", path=str(Path(corpus).resolve())))
         return run.data, make_data(run)
     if model.source is None or not (Path(model.source) / RUN_FILE).exists():
         raise UserError("mean ablation needs pretraining data: give a corpus (--data CORPUS) for a model without "

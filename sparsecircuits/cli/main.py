@@ -94,7 +94,7 @@ def ensure_corpus(path: str) -> str:
     if not Path(path).exists():
         print(f"no corpus at {path}: building one from this Python's standard library ...", file=sys.stderr)
         build_corpus(path, required_tokens=required_tokens(), progress=lambda m: print(m, file=sys.stderr))
-    return path
+    return str(Path(path).resolve())  # run.json names it: circuits and evals find it from any folder
 
 
 def cmd_corpus_build(args) -> None:

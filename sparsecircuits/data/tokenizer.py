@@ -88,5 +88,5 @@ def load_any_tokenizer(directory: str | Path, vocab_size: int | None = None):
                             f"{vocab_size}")
     else:
         return None
-    tok.source = str(directory)  # circuits record it, to find the same tokenizer again
+    tok.source = str(directory.resolve())  # circuits record it, to find the same tokenizer again
     return tok

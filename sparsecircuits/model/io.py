@@ -57,7 +57,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", tokenizer: 
         cfg, state, source = load_json(ModelConfig, path / CONFIG), load_state(path / WEIGHTS), str(path / WEIGHTS)
     model = SparseTransformer(cfg)
     assign_state(model, state, source=source)
-    model.source = str(path)  # where it came from: its tokenizer, run config and mean cache live there
+    model.source = str(path.resolve())  # its tokenizer, run config and mean cache live there; circuits name it
     model.tokenizer = load_any_tokenizer(tokenizer or path, cfg.vocab_size)
     return model.to(device).eval()
 

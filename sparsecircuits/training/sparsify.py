@@ -31,7 +31,7 @@ def sparsify_trainer(base: str | Path, density: float, out: str | Path, progress
     base_run = load_json(RunConfig, base / RUN_FILE) if (base / RUN_FILE).exists() else None
     if base_run is None and data is None:
         raise UserError(f"{base} has no {RUN_FILE}: give the data to finetune on (--data CORPUS)")
-    data_cfg = DataConfig(kind="corpus", path=str(data)) if data is not None else base_run.data
+    data_cfg = DataConfig(kind="corpus", path=str(Path(data).resolve())) if data is not None else base_run.data
     train = {**FINETUNE_DEFAULTS, **{k: v for k, v in train_overrides.items() if v is not None}, "density": density}
     try:
         train_cfg = replace(base_run.train if base_run else TrainConfig(), **train)
