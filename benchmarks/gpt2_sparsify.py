@@ -25,7 +25,8 @@ from sparsecircuits.training.evaluate import validation_loss
 
 
 def train_dense_gpt2(corpus: str, out: Path, steps: int, batch: int = 32) -> float:
-    cfg = transformers.GPT2Config(vocab_size=2048, n_positions=128, n_embd=128, n_layer=4, n_head=8)
+    cfg = transformers.GPT2Config(vocab_size=2048, n_positions=128, n_embd=128, n_layer=4, n_head=8,
+                                  bos_token_id=2047, eos_token_id=2047)
     model = transformers.GPT2LMHeadModel(cfg).train()
     data = CorpusData(corpus, 128)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)

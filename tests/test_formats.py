@@ -13,7 +13,8 @@ transformers = pytest.importorskip("transformers")
 
 
 def hf_gpt2(tmp_path, safe=True, **kw):
-    cfg = transformers.GPT2Config(vocab_size=97, n_positions=24, n_embd=32, n_layer=2, n_head=4, **kw)
+    cfg = transformers.GPT2Config(vocab_size=97, n_positions=24, n_embd=32, n_layer=2, n_head=4, bos_token_id=96,
+                                  eos_token_id=96, **kw)
     torch.manual_seed(1)
     model = transformers.GPT2LMHeadModel(cfg).eval()
     with torch.no_grad():  # make LayerNorm and biases non-trivial, so a wrong mapping shows
@@ -153,7 +154,8 @@ def test_release_tokenizer_files_and_bad_pt_files(tmp_path, capsys):
 
 
 def test_sparsify_a_gpt2_then_prune_and_draw_both(stdlib_corpus, tmp_path):
-    cfg = transformers.GPT2Config(vocab_size=2048, n_positions=64, n_embd=32, n_layer=2, n_head=4)
+    cfg = transformers.GPT2Config(vocab_size=2048, n_positions=64, n_embd=32, n_layer=2, n_head=4, bos_token_id=2047,
+                                  eos_token_id=2047)
     transformers.GPT2LMHeadModel(cfg).save_pretrained(tmp_path / "gpt2")
     dense, sparse, corpus = tmp_path / "gpt2", tmp_path / "sparse", str(stdlib_corpus)
     assert main(["sparsify", str(dense), "--density", "0.25", "--data", corpus, "--steps", "20", "--batch-size", "4",
