@@ -24,6 +24,6 @@ def make_server(page: str, port: int = 0) -> ThreadingHTTPServer:
             self.wfile.write(body)
 
         def log_message(self, *args):
-            pass
+            """No line per request on the terminal."""
 
     return ThreadingHTTPServer(("127.0.0.1", port), Handler)
