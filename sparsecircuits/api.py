@@ -29,6 +29,11 @@ def load_circuit(directory: str | Path, model: str | Path | None = None, progres
     """(circuit, model, means) of a circuit directory; the model is the one the circuit names unless
     `model` is given, and must have the weights the circuit was pruned from."""
     circuit = Circuit.load(directory)
+    return (circuit, *circuit_model(circuit, directory, model, progress))
+
+
+def circuit_model(circuit: Circuit, directory: str | Path, model: str | Path | None = None, progress: bool = True):
+    """(model, means) that a loaded circuit was pruned from (see `load_circuit`)."""
     model_dir = model or circuit.settings.get("model")
     if not model_dir:
         raise UserError("the circuit does not name its model: pass the model directory")
@@ -37,7 +42,7 @@ def load_circuit(directory: str | Path, model: str | Path | None = None, progres
         raise UserError(f"{directory} was pruned from other weights than the model in {model_dir}")
     means = model_means(net, progress, circuit_corpus(circuit)) if circuit.settings.get("ablation", "mean") == "mean" \
         else None
-    return circuit, net, means
+    return net, means
 
 
 def train(run: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,

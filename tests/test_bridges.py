@@ -4,12 +4,10 @@ import torch
 from safetensors.torch import load_file
 
 import sparsecircuits as sc
-from sparsecircuits import DataConfig, RunConfig, TrainConfig
 from sparsecircuits.cli import main
 from sparsecircuits.tasks import get_task
 from sparsecircuits.training.bridges import BRIDGES_FILE, load_bridged, nmse, steer
 
-from conftest import small_config
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +54,10 @@ def test_steering_moves_the_dense_model_the_way_it_moves_the_sparse_one(bridged,
     assert main(["steer", str(bridged), "--channel", f"{site}[{channel}]", "--value", str(value),
                  "--prompt", example.prompt, "--tokens", f"{example.correct},{tok.decode([b])}"]) == 0
     assert "dense, strength 1.00" in capsys.readouterr().out
-    assert main(["steer", str(bridged), "--channel", "9.resid_mid[0]", "--value", "1", "--task", "add2_digit4"]) == 2
+    assert main(["steer", str(bridged), "--channel", "9.resid_mid[0]", "--value", "1", "--prompt", example.prompt,
+                 "--tokens", f"{example.correct},{tok.decode([b])}"]) == 2
+    assert "no bridge at '9.resid_mid'" in capsys.readouterr().err
+    assert main(["steer", str(bridged), "--channel", "final_resid[0]", "--value", "1", "--task", "add2_digit4"]) == 2
     assert main(["steer", str(bridged), "--channel", "final_resid[0]", "--value", "1"]) == 2
 
 

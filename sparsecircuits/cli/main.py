@@ -246,6 +246,8 @@ def cmd_steer(args) -> None:
         raise UserError(f"{args.model} has no tokenizer")
     if args.task:
         example = get_task(args.task).examples("test", 1)[0]
+        if example.wrong is None:
+            raise UserError(f"task {args.task} has no wrong answer to compare with: use --prompt and --tokens A,B")
         prompt, pair = example.prompt, (example.correct, example.wrong)
     elif args.prompt is not None and args.tokens:
         prompt, pair = args.prompt, tuple(args.tokens.split(",", 1)) if "," in args.tokens else (args.tokens, None)
