@@ -9,7 +9,6 @@ from sparsecircuits.tasks import get_task
 from sparsecircuits.training.bridges import BRIDGES_FILE, load_bridged, nmse, steer
 
 
-
 @pytest.fixture(scope="module")
 def bridged(adder, tmp_path_factory):
     """A sparse twin of the dense `adder`, finetuned from it jointly with bridges to it."""
