@@ -30,6 +30,31 @@ def test_every_option_gives_logits_of_the_right_shape(norm, act, pos, flag):
     assert model.blocks[0].attn.c_attn.weight.shape == (3 * 3 * 5, 32)  # d_head decoupled from d_model
 
 
+@pytest.mark.parametrize("flag", [True, False])
+def test_loss_from_targets_equals_cross_entropy_of_the_logits_across_chunks(monkeypatch, flag):
+    """The chunked training loss (here 256-token chunks over 3 x 200 tokens) is the plain mean CE."""
+    import sparsecircuits.model.transformer as transformer
+    monkeypatch.setattr(transformer, "LOSS_CHUNK_ELEMENTS", 1)
+    cfg = small_config(bigram=flag, tied=not flag, block_size=200)
+    model = SparseTransformer(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0, 0.3)
+    idx = torch.randint(0, cfg.vocab_size, (3, 200))
+    targets = torch.randint(0, cfg.vocab_size, (3, 200))
+    targets[:, :17] = -1  # unscored positions
+    scored = targets != -1
+    expected = torch.nn.functional.cross_entropy(model(idx)[scored], targets[scored])
+    loss = model(idx, targets)
+    assert loss.shape == () and torch.allclose(loss, expected, rtol=1e-5)
+    loss.backward()
+    got = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    expected.backward()
+    for n, p in model.named_parameters():
+        assert torch.allclose(got[n], p.grad, atol=1e-6), n
+
+
 def test_causal_masking_future_tokens_do_not_change_past_logits():
     model = SparseTransformer(small_config(sink=True)).eval()
     a = torch.randint(0, 12, (2, 10))

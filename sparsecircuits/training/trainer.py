@@ -111,6 +111,8 @@ class Trainer:
         scored = y != -1
         bridged = None
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.autocast == "bf16"):
+            if self.bridges is None and self.teacher is None:
+                return self.net(x, y)
             if self.bridges is not None:
                 logits, bridged = bridge_loss(self.bridges, self.model, self.dense, x, scored, step)
             else:
