@@ -8,9 +8,11 @@ import torch
 import sparsecircuits as sc
 from sparsecircuits import DataConfig, RunConfig, TrainConfig
 from sparsecircuits.cli import main
+from sparsecircuits.config_io import from_dict, to_dict
 from sparsecircuits.data.corpus import Corpus, CorpusData, build_corpus, is_validation
 from sparsecircuits.tasks import PYTHON_TASKS, required_tokens
 from sparsecircuits.tasks.evaluate import evaluate_task
+from sparsecircuits.training.presets import preset
 
 from conftest import small_config
 
@@ -139,3 +141,35 @@ def test_corpus_bad_inputs(tmp_path, capsys, stdlib_corpus):
     with pytest.raises(sc.UserError, match="vocab"):
         sc.Trainer(run, tmp_path / "never")
     assert not (tmp_path / "never").exists()
+
+
+def test_presets_same_shape_dense_and_fixed_nonzeros_as_width_grows():
+    tiny, dense = preset("python-tiny", "c"), preset("python-tiny-dense", "c")
+    assert tiny.model == dense.model and tiny.train.density < 1 and dense.train.density == 1
+    assert from_dict(RunConfig, json.loads(json.dumps(to_dict(tiny)))) == tiny
+
+    def linear_nonzeros(ef):
+        run = preset(f"python-paper-{ef}x", "c")
+        m = run.model
+        per_layer = m.d_model * 3 * m.n_head * m.d_head + m.n_head * m.d_head * m.d_model + 2 * m.d_model * m.d_mlp
+        return m.n_layer * per_layer * run.train.density
+
+    assert preset("python-paper-1x", "c").model.d_model == 256
+    for ef in (2, 4, 8):
+        assert linear_nonzeros(ef) == pytest.approx(linear_nonzeros(1), rel=0.01)
+
+
+def test_train_preset_from_the_cli_with_overrides(stdlib_corpus, tmp_path, capsys):
+    out = tmp_path / "tiny"
+    code = main(["train", "--preset", "python-tiny", "--corpus", str(stdlib_corpus), "--steps", "3",
+                 "--batch-size", "2", "--out", str(out), "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    run = json.loads((out / "run.json").read_text())
+    expected = to_dict(preset("python-tiny", str(stdlib_corpus)))
+    assert run["model"] == expected["model"]
+    assert run["train"]["steps"] == 3 and run["train"]["batch_size"] == 2
+    assert run["train"]["lr"] == expected["train"]["lr"] and run["train"]["density"] == expected["train"]["density"]
+    model = sc.load(out)
+    assert model.tokenizer.vocab_size == 2048
+    linear = model.blocks[0].mlp.c_fc.weight
+    assert int((linear != 0).sum()) == round(expected["train"]["density"] * linear.numel())
