@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-import sparsecircuits.model.transformer as transformer
 from sparsecircuits import Trainer
 from sparsecircuits.data.corpus import build_corpus
+from sparsecircuits.model import transformer
 from sparsecircuits.training.presets import preset
 
 
