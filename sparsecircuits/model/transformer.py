@@ -161,7 +161,7 @@ class SparseTransformer(nn.Module):
         """Mean cross-entropy over scored targets, a chunk of tokens at a time.
 
         The (tokens x vocab) logits are the largest tensors of a training step; in chunks of about
-        8 MB they stay in cache, which makes a CPU step on a 2048-token vocabulary ~1.4x faster.
+        8 MB they stay in cache: a python-tiny step on CPU is ~1.2x faster than with the logits whole.
         """
         x, idx, targets = x.flatten(0, 1), idx.flatten(), targets.flatten()
         chunk = max(256, LOSS_CHUNK_ELEMENTS // self.cfg.vocab_size)

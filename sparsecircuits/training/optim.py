@@ -24,5 +24,5 @@ def decay_weights(params: list[torch.nn.Parameter], lr: float, weight_decay: flo
 
 
 def make_adam(params, lr: float, betas, eps: float) -> torch.optim.Adam:
-    """Fused Adam (one kernel for all tensors): on CPU ~6x faster than the default per-tensor loop."""
+    """Fused Adam: on CPU its step alone is ~6x faster than the default per-tensor loop (4 vs 28 ms)."""
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=0.0, fused=True)
