@@ -108,11 +108,13 @@ class Trainer:
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, step: int = 0) -> torch.Tensor:
         t = self.run.train
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.autocast == "bf16")
+        if self.bridges is None and self.teacher is None:
+            with autocast:
+                return self.net(x, y)  # the model's own chunked loss: no full logits
         scored = y != -1
         bridged = None
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.autocast == "bf16"):
-            if self.bridges is None and self.teacher is None:
-                return self.net(x, y)
+        with autocast:
             if self.bridges is not None:
                 logits, bridged = bridge_loss(self.bridges, self.model, self.dense, x, scored, step)
             else:
@@ -122,7 +124,7 @@ class Trainer:
         if bridged is not None:
             loss = loss + t.bridge_weight * bridged
         if self.teacher is not None and t.distill_weight > 0:
-            with torch.no_grad(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.autocast == "bf16"):
+            with torch.no_grad(), autocast:
                 target = self.teacher(x)
             kl = F.kl_div(F.log_softmax(logits[scored], -1), F.log_softmax(target.float()[scored], -1),
                           log_target=True, reduction="batchmean")
