@@ -32,7 +32,7 @@ def test_sparsified_parameters_skip_norms_sinks_and_bigram():
     assert not any("ln_" in n or "sink" in n or n == "bigram" for n in names)
 
 
-@pytest.mark.parametrize("density", [0.5, 1 / 8, 1 / 64])
+@pytest.mark.parametrize("density", [0.9, 0.5, 1 / 8, 1 / 64])
 def test_projection_is_exact_at_every_step_and_matches_the_reference(density):
     model = SparseTransformer(small_config(d_model=64, d_mlp=256))
     named = sparsified_parameters(model)

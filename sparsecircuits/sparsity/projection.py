@@ -10,10 +10,10 @@ matrix takes a plain top-k.
 
 Speed: a full selection (`topk`, `kthvalue`) over every matrix every step costs more than all the
 elementwise work of the step together. Weights move little between steps, so each tensor remembers
-its last threshold, gathers the entries above a slightly lower bound (about k of them), and selects
-the exact k-th largest among those. If fewer than k entries lie above the bound it widens the band
-and selects over the whole tensor that step; if ties make the count inexact it settles them by
-index. The result is always the exact top-k set.
+its last threshold, gathers the entries above a slightly lower bound (a few more than k), and
+selects the exact k-th largest among those, counting from whichever end is shorter. If fewer than
+k entries lie above the bound it widens the band and selects over the whole tensor that step; if
+ties make the count inexact it settles them by index. The result is always the exact top-k set.
 """
 from __future__ import annotations
 
@@ -47,6 +47,14 @@ def kept_count(numel: int, density: float) -> int:
     return max(1, min(numel, int(round(density * numel))))
 
 
+def kth_largest(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th largest entry of a flat tensor, selecting from whichever end is shorter."""
+    rest = x.numel() - k + 1
+    if rest < k:
+        return x.topk(rest, largest=False, sorted=False).values.max()
+    return x.topk(k, sorted=False).values.min()
+
+
 class _Slot:
     """One sparsified tensor and the threshold it kept last step."""
 
@@ -62,9 +70,9 @@ class _Slot:
             if candidates.numel() >= k:
                 if candidates.numel() > 2 * k:
                     self.band *= 0.7
-                return candidates.topk(k, sorted=False).values.min()
+                return kth_largest(candidates, k)
             self.band = min(2 * self.band, 0.5)
-        return x.topk(k, sorted=False).values.min()
+        return kth_largest(x, k)
 
     @torch.no_grad()
     def project(self, k: int, j: int) -> None:
