@@ -63,7 +63,7 @@ class _Slot:
         self.thr: float | None = None
         self.band = 0.05  # relative distance of the candidate bound below the last threshold
 
-    def kth_largest(self, x: torch.Tensor, k: int) -> torch.Tensor:
+    def threshold(self, x: torch.Tensor, k: int) -> torch.Tensor:
         """Exact k-th largest entry of the flat tensor `x`, searched above last step's threshold."""
         if self.thr is not None and self.thr > 0 and x.numel() >= SMALL:
             candidates = x[x >= self.thr * (1 - self.band)]
@@ -82,7 +82,7 @@ class _Slot:
             return
         a = p.abs()
         if j == 0:
-            thr = self.kth_largest(a.view(-1), k)
+            thr = self.threshold(a.view(-1), k)
             self.thr = float(thr)
             below = float(torch.nextafter(thr, torch.zeros_like(thr)))  # hardshrink keeps |w| > below
             p.copy_(F.hardshrink(p, below) if self.thr > 0 else p)
@@ -96,7 +96,7 @@ class _Slot:
             k_free = k - j * a.shape[0]
             keep = reserved
             if k_free > 0:
-                thr = self.kth_largest(free.view(-1), k_free)
+                thr = self.threshold(free.view(-1), k_free)
                 self.thr = float(thr)
                 keep = keep + (free >= thr).to(a.dtype)
             if int(keep.sum()) != k:
