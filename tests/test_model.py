@@ -32,14 +32,17 @@ def test_every_option_gives_logits_of_the_right_shape(norm, act, pos, flag):
 
 @pytest.mark.parametrize("flag", [True, False])
 def test_loss_from_targets_equals_cross_entropy_of_the_logits_across_chunks(monkeypatch, flag):
-    """The chunked training loss (here 256-token chunks over 3 x 200 tokens) is the plain mean CE."""
-    import sparsecircuits.model.transformer as transformer
-    monkeypatch.setattr(transformer, "LOSS_CHUNK_ELEMENTS", 1)
-    cfg = small_config(bigram=flag, tied=not flag, block_size=200)
+    """The chunked training loss (here 256-token chunks over 3 x 200 tokens), whose gradients are
+    computed in its forward pass, is the plain mean CE of the logits, gradients included."""
+    import sparsecircuits.model.loss as loss_module
+    monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", 1)
+    cfg = small_config(bigram=flag, tied=not flag, final_logit_bias=flag, block_size=200)
     model = SparseTransformer(cfg)
     with torch.no_grad():
         for p in model.parameters():
             p.normal_(0, 0.3)
+        if flag:
+            model.final_logits_bias.normal_(0, 1.0)
     idx = torch.randint(0, cfg.vocab_size, (3, 200))
     targets = torch.randint(0, cfg.vocab_size, (3, 200))
     targets[:, :17] = -1  # unscored positions
@@ -53,6 +56,31 @@ def test_loss_from_targets_equals_cross_entropy_of_the_logits_across_chunks(monk
     expected.backward()
     for n, p in model.named_parameters():
         assert torch.allclose(got[n], p.grad, atol=1e-6), n
+
+
+def test_loss_under_bf16_autocast_follows_the_logits_and_needs_no_grad():
+    """Under bf16 autocast the fused loss and its gradients agree with autograd through the logits;
+    under no_grad it gives the same value and computes no gradients."""
+    cfg = small_config(bigram=True, sink=True, block_size=64)
+    model = SparseTransformer(cfg)
+    idx, targets = torch.randint(0, cfg.vocab_size, (2, 2, 64))
+    targets[:, :5] = -1
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(idx, targets)
+    loss.backward()
+    fused = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(idx).float()
+    expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), ignore_index=-1)
+    expected.backward()
+    assert abs(loss.item() - expected.item()) < 1e-3 * expected.item()
+    for n, p in model.named_parameters():
+        cos = torch.nn.functional.cosine_similarity(fused[n].flatten(), p.grad.flatten(), dim=0)
+        assert p.grad.abs().max() == 0 or cos > 0.99, n
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        again = model(idx, targets)
+    assert not again.requires_grad and again.item() == loss.item()
 
 
 def test_causal_masking_future_tokens_do_not_change_past_logits():
