@@ -28,6 +28,8 @@ class _UnembedCrossEntropy(torch.autograd.Function):
         grad_w = torch.zeros_like(weight, dtype=torch.float32) if want_w else None
         grad_b = torch.zeros_like(bigram) if want_b else None
         total = x.new_zeros((), dtype=torch.float32)
+        device = x.device.type  # the matmuls' dtype: cast each chunk's gradient to it once, not per matmul
+        low = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else weight.dtype
         chunk = max(256, CHUNK_ELEMENTS // weight.shape[0])
         for s in range(0, len(targets), chunk):
             part = slice(s, s + chunk)
@@ -44,10 +46,11 @@ class _UnembedCrossEntropy(torch.autograd.Function):
             grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place; minus the one-hot target:
             grad[torch.arange(len(t)), t] -= 1
             grad *= (keep / n)[:, None]
+            grad_low = grad.to(low)
             if want_x:
-                grad_x[part] = grad.to(weight.dtype) @ weight
+                grad_x[part] = grad_low @ weight
             if want_w:
-                grad_w += grad.T.to(xs.dtype) @ xs
+                grad_w += grad_low.T @ xs
             if want_b:
                 grad_b.index_add_(0, idx[part], grad.to(bigram.dtype))
         ctx.grads = (grad_x, grad_w, grad_b)
