@@ -5,8 +5,8 @@ Every figure is a ratio against the step as it ships, measured in the same proce
 preset's target density. The references swap one part back to the plain way:
 - "autograd loss over chunks": unembedding + bigram + cross-entropy per chunk, differentiated by autograd
   (a fresh vocab x vocab bigram gradient per chunk) instead of the fused pass of model/loss.py;
-- "masked attention": scores, masked_fill, a concatenated sink column, softmax, slice, instead of one
-  baddbmm over an additive mask with the sink folded in as an extra key;
+- "masked attention": scores, the additive mask (causal and ALiBi), a concatenated sink column,
+  softmax, slice, instead of one baddbmm over the mask with the sink folded in as an extra key;
 - "per-tensor Adam": torch's default Adam on CPU instead of the fused kernel.
 """
 from __future__ import annotations
@@ -42,8 +42,7 @@ def autograd_loss(model, x, idx, targets):
 def masked_attend(attn, q, k, v):
     """Attention with the mask and the sink applied as separate passes over the (B, H, T, T) scores."""
     B, H, T, D = q.shape
-    scores = (q @ k.transpose(-2, -1)) / math.sqrt(D)
-    scores = scores.masked_fill(torch.ones(T, T, dtype=torch.bool).triu(1), float("-inf"))
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(D) + attn.mask[..., :T, 1:T + 1]  # causal and ALiBi
     sink = attn.sink_logit.to(scores.dtype).view(1, H, 1, 1).expand(B, H, T, 1)
     return torch.softmax(torch.cat([sink, scores], dim=-1), dim=-1)[..., 1:].to(v.dtype) @ v
 

@@ -9,7 +9,7 @@ from sparsecircuits.model import ABSTOPK_LOCATIONS
 
 from conftest import small_config
 
-OPTIONS = list(itertools.product(["rmsnorm", "layernorm", "none"], ["gelu", "relu"], ["none", "learned"],
+OPTIONS = list(itertools.product(["rmsnorm", "layernorm", "none"], ["gelu", "relu"], ["none", "learned", "alibi"],
                                  [True, False]))
 
 
@@ -118,8 +118,11 @@ def test_abstopk_in_the_model_keeps_k_at_every_location():
         assert ((act != 0).sum(-1) == k).all(), loc
 
 
-def test_sink_equals_closed_form_with_exp_b_in_the_denominator():
-    cfg = small_config(sink=True, n_layer=1)
+@pytest.mark.parametrize("pos", ["none", "alibi"])
+def test_sink_and_alibi_equal_the_closed_form(pos):
+    """Head h's weights are exp(q.k/sqrt(D) - m_h (i - j)) / (sum + exp(b_h)), m_h = 2^(-8(h+1)/H)
+    with ALiBi and 0 without it."""
+    cfg = small_config(sink=True, n_layer=1, pos_emb=pos)
     model = SparseTransformer(cfg).eval()
     b = torch.tensor([1.5, -0.7])
     with torch.no_grad():
@@ -131,6 +134,8 @@ def test_sink_equals_closed_form_with_exp_b_in_the_denominator():
     y = torch.zeros(B, H, T, D)
     for i in range(T):
         s = (q[:, :, i:i + 1] @ k[:, :, : i + 1].transpose(-1, -2)).squeeze(2) / math.sqrt(D)  # (B, H, i+1)
+        if pos == "alibi":
+            s = s - torch.tensor([2 ** -4.0, 2 ** -8.0]).view(1, H, 1) * (i - torch.arange(i + 1))
         w = s.exp() / (s.exp().sum(-1, keepdim=True) + b.exp().view(1, H, 1))
         y[:, :, i] = (w.unsqueeze(-1) * v[:, :, : i + 1]).sum(2)
     assert torch.allclose(cache["0.attn.y"], y.transpose(1, 2).reshape(B, T, H * D), atol=1e-5)

@@ -20,7 +20,7 @@ class ModelConfig:
     d_mlp: int = 512
     norm: str = "rmsnorm"            # rmsnorm | layernorm | none
     activation: str = "gelu"         # gelu | gelu_tanh (GPT-2's) | relu
-    pos_emb: str = "none"            # none | learned
+    pos_emb: str = "none"            # none | learned | alibi (a fixed per-head recency bias)
     bigram: bool = True              # dense vocab x vocab logit table, never sparsified
     sink: bool = False               # per-head attention sink logit
     bias: bool = True
@@ -34,7 +34,7 @@ class ModelConfig:
             if getattr(self, name) < 1:
                 raise UserError(f"model config '{name}' must be >= 1, got {getattr(self, name)}")
         for name, allowed in (("norm", ("rmsnorm", "layernorm", "none")),
-                              ("activation", ("gelu", "gelu_tanh", "relu")), ("pos_emb", ("none", "learned"))):
+                              ("activation", ("gelu", "gelu_tanh", "relu")), ("pos_emb", ("none", "learned", "alibi"))):
             if getattr(self, name) not in allowed:
                 raise UserError(f"model config '{name}' must be one of {'/'.join(allowed)}, got {getattr(self, name)!r}")
         self.abstopk_locations = tuple(self.abstopk_locations)

@@ -34,6 +34,22 @@ def make_norm(cfg: ModelConfig) -> nn.Module:
     return nn.Identity()
 
 
+def attention_mask(cfg: ModelConfig) -> torch.Tensor:
+    """Additive logits over [sink key, key 0, ..., key T-1]: -inf on future keys, the sink column open.
+
+    With ALiBi, head h also adds -m_h * (i - j) for query i and key j (m_h = 2^(-8(h+1)/H)): a fixed
+    recency bias, so a head can find the nearest earlier token of a kind without a position embedding.
+    """
+    T = cfg.block_size
+    future = torch.ones(T, T).triu(1).bool()
+    mask = torch.zeros(T, T).masked_fill(future, float("-inf"))
+    if cfg.pos_emb == "alibi":
+        slopes = 2.0 ** (-8.0 * torch.arange(1, cfg.n_head + 1) / cfg.n_head)
+        distance = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).clamp(min=0)
+        mask = mask - slopes[:, None, None] * distance
+    return F.pad(mask, (1, 0))
+
+
 class Attention(nn.Module):
     """Causal multi-head attention with decoupled d_head and an optional per-head sink logit."""
 
@@ -45,10 +61,7 @@ class Attention(nn.Module):
         # exp(sink_logit[h]) joins head h's softmax denominator: a key slot with zero key and value.
         self.sink_logit = nn.Parameter(torch.zeros(cfg.n_head)) if cfg.sink else None
         self.k = {loc: cfg.abstopk_k(f"attn_{loc}") for loc in ("q", "k", "v", "out")}
-        # Additive mask over [sink key, key 0, ..., key T-1]: the sink column is always open.
-        future = torch.ones(cfg.block_size, cfg.block_size).triu(1).bool()
-        self.register_buffer("mask", F.pad(torch.zeros(future.shape).masked_fill(future, float("-inf")), (1, 0)),
-                             persistent=False)
+        self.register_buffer("mask", attention_mask(cfg), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
@@ -71,7 +84,9 @@ class Attention(nn.Module):
             b = self.sink_logit.to(k.dtype).view(1, H, 1, 1).expand(B, H, 1, 1)
             k = torch.cat([F.pad(b, (D, 0)), F.pad(k, (0, 1))], dim=2)  # sink key [0, ..., 0, b_h]
         S = k.shape[2]
-        mask = self.mask[:T, T + 1 - S:T + 1].to(q.dtype)
+        mask = self.mask[..., :T, T + 1 - S:T + 1].to(q.dtype)
+        if mask.dim() == 3:  # one mask per head (ALiBi)
+            mask = mask.expand(B, H, T, S).reshape(B * H, T, S)
         return torch.baddbmm(mask, q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2))
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
