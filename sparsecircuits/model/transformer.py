@@ -179,9 +179,14 @@ class SparseTransformer(nn.Module):
         x = self.ln_f(self.hooks("final_resid", x))
         return self.logits(x, idx) if targets is None else self.chunked_loss(x, idx, targets)
 
+    @property
+    def unembedding(self) -> torch.Tensor:
+        """The (vocab, d_model) unembedding: lm_head's weight, or the token embedding when tied."""
+        return self.lm_head.weight if self.lm_head is not None else self.wte.weight
+
     def logits(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Unembedding of the final residual `x`, plus the bigram row of each current token `idx`."""
-        logits = self.lm_head(x) if self.lm_head is not None else F.linear(x, self.wte.weight)
+        logits = F.linear(x, self.unembedding)
         if self.bigram is not None:
             logits = logits + F.embedding(idx, self.bigram)
         if self.final_logits_bias is not None:
@@ -190,8 +195,7 @@ class SparseTransformer(nn.Module):
 
     def chunked_loss(self, x: torch.Tensor, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over scored targets without the whole (tokens x vocab) logits (model/loss.py)."""
-        weight = self.lm_head.weight if self.lm_head is not None else self.wte.weight
-        return unembed_cross_entropy(x.flatten(0, 1), weight, self.bigram, idx.flatten(), targets.flatten(),
+        return unembed_cross_entropy(x.flatten(0, 1), self.unembedding, self.bigram, idx.flatten(), targets.flatten(),
                                      self.final_logits_bias)
 
     # ---- hooks ---------------------------------------------------------------------------------
