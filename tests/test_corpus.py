@@ -143,9 +143,11 @@ def test_corpus_bad_inputs(tmp_path, capsys, stdlib_corpus):
     assert not (tmp_path / "never").exists()
 
 
-def test_presets_same_shape_dense_and_fixed_nonzeros_as_width_grows():
-    tiny, dense = preset("python-tiny", "c"), preset("python-tiny-dense", "c")
+def test_presets_same_shape_dense_long_and_fixed_nonzeros_as_width_grows():
+    tiny, dense, long = preset("python-tiny", "c"), preset("python-tiny-dense", "c"), preset("python-tiny-long", "c")
     assert tiny.model == dense.model and tiny.train.density < 1 and dense.train.density == 1
+    assert long.model == tiny.model and long.train.steps == 2 * tiny.train.steps
+    assert (long.train.density, long.train.lr) == (tiny.train.density, tiny.train.lr)
     assert from_dict(RunConfig, json.loads(json.dumps(to_dict(tiny)))) == tiny
 
     def linear_nonzeros(ef):
