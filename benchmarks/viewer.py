@@ -15,7 +15,8 @@ from pathlib import Path
 from playwright.sync_api import sync_playwright
 
 import sparsecircuits as sc
-from sparsecircuits.circuits import model_means, prune
+from sparsecircuits.circuits import prune, resolve_means
+from sparsecircuits.tasks import get_task
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
@@ -36,7 +37,7 @@ def main():
     dirs = [demo / "base_circuit", demo / "sparse_circuit"]
 
     model = sc.load(demo / "sparse")
-    means = model_means(model, progress=False)
+    means = resolve_means(model, "pretraining", get_task("add2_digit4"), model.tokenizer, progress=False)
     t0 = time.perf_counter()
     prune(model, "add2_digit4", 0.15, means=means, progress=False)
     prune_s = time.perf_counter() - t0

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .circuits import Circuit, model_hash, model_means
-from .circuits.run import circuit_corpus
+from .circuits import Circuit, model_hash
+from .circuits.run import circuit_means
 from .config_io import load_json
 from .errors import UserError
-from .model.io import load_model
+from .model.io import load_model, save_model
 from .model.transformer import SparseTransformer
 from .training.config import RunConfig
 from .data.corpus import CorpusData
@@ -16,13 +16,21 @@ from .tasks.evaluate import evaluate_task
 from .training.evaluate import addition_report, sparsity_report, validation_loss
 from .training.sparsify import sparsify_trainer
 from .training.distributed import resolve_device
-from .training.trainer import RUN_FILE, Trainer, make_data
+from .training.config import RUN_FILE
+from .training.trainer import Trainer, make_data
 
 
-def load(path: str | Path, device: str = "cpu", tokenizer: str | Path | None = None) -> SparseTransformer:
+def load(path: str | Path, device: str = "cpu", tokenizer: str | Path | None = None,
+         causal: bool | None = None) -> SparseTransformer:
     """A ready model from a model directory: ours, a Hugging Face GPT-2, or the authors' release
-    (`tokenizer`: a folder with their `encoder.json` + `vocab.bpe`, or a `tokenizer.json`)."""
-    return load_model(path, device, tokenizer)
+    (`tokenizer`: a folder with their `encoder.json` + `vocab.bpe`, or a `tokenizer.json`;
+    `causal=False`: attention over the whole prompt, for a bidirectional model)."""
+    return load_model(path, device, tokenizer, causal)
+
+
+def save(model: SparseTransformer, path: str | Path) -> None:
+    """Write `config.json` + `model.safetensors` into `path`, each atomically (temp file + rename)."""
+    save_model(model, path)
 
 
 def load_circuit(directory: str | Path, model: str | Path | None = None, progress: bool = True):
@@ -37,12 +45,11 @@ def circuit_model(circuit: Circuit, directory: str | Path, model: str | Path | N
     model_dir = model or circuit.settings.get("model")
     if not model_dir:
         raise UserError("the circuit does not name its model: pass the model directory")
-    net = load(model_dir, tokenizer=circuit.settings.get("tokenizer"))
+    net = load(model_dir, tokenizer=circuit.settings.get("tokenizer"), causal=circuit.settings.get("causal"))
+    circuit.check_model(net.cfg, str(directory))
     if model_hash(net) != circuit.settings.get("model_hash"):
         raise UserError(f"{directory} was pruned from other weights than the model in {model_dir}")
-    means = model_means(net, progress, circuit_corpus(circuit)) if circuit.settings.get("ablation", "mean") == "mean" \
-        else None
-    return net, means
+    return net, circuit_means(net, circuit, progress)
 
 
 def train(run: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,

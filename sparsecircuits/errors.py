@@ -1,5 +1,23 @@
-"""The one exception type for bad user input: the CLI prints it as one line and exits 2."""
+"""The one exception type for bad user input (the CLI prints it as one line and exits 2), and the
+checks that turn a bad number into it where the number enters."""
+from __future__ import annotations
+
+import math
 
 
 class UserError(ValueError):
     """Input the user can fix (bad path, bad config, impossible setting)."""
+
+
+def check_number(name: str, value, low: float | None = None, high: float | None = None,
+                 low_open: bool = False, integer: bool = False):
+    """`value` if it is a finite number (an integer with `integer`) in [low, high] ((low, high] with
+    `low_open`); else a UserError naming `name`."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not math.isfinite(value):
+        raise UserError(f"{name} must be {kind}, got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        raise UserError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
+    if high is not None and value > high:
+        raise UserError(f"{name} must be <= {high:g}, got {value!r}")
+    return value

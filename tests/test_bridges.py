@@ -7,6 +7,7 @@ import sparsecircuits as sc
 from sparsecircuits.cli import main
 from sparsecircuits.tasks import get_task
 from sparsecircuits.training.bridges import BRIDGES_FILE, load_bridged, nmse, steer
+from sparsecircuits.training.checkpoint import checkpoints
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +23,7 @@ def bridged(adder, tmp_path_factory):
 def test_bridges_are_trained_saved_and_checkpointed(bridged, adder):
     sparse, dense, bridges = load_bridged(bridged)
     assert (bridged / BRIDGES_FILE).exists()
-    assert any(k.startswith("bridges.enc.0") for k in load_file(str(bridged / "checkpoint" / "model.safetensors")))
+    assert any(k.startswith("bridges.enc.0") for k in load_file(str(checkpoints(bridged)[-1] / "model.safetensors")))
     x = torch.tensor([sparse.tokenizer.encode(e.prompt) for e in get_task("add2_digit4").examples("test", 64)])
     with torch.no_grad():
         _, hs = sparse.run_with_cache(x, bridges.sites)

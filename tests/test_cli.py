@@ -8,6 +8,7 @@ from sparsecircuits import DataConfig, RunConfig, TrainConfig
 from sparsecircuits import train as sc_train
 from sparsecircuits.cli import main
 from sparsecircuits.config_io import to_dict
+from sparsecircuits.training.checkpoint import checkpoints
 
 from conftest import small_config
 
@@ -142,7 +143,7 @@ def test_sparsify_density_outside_zero_one(capsys, tmp_path, base_model, density
 def test_corrupt_checkpoint_on_resume(capsys, tmp_path):
     cfg = write_config(tmp_path / "run.json", train={"checkpoint_every": 2})
     assert run_cli(capsys, "train", "--config", cfg, "--out", tmp_path / "t", "--quiet")[0] == 0
-    (tmp_path / "t" / "checkpoint" / "optimizer.safetensors").write_bytes(b"junk")
+    (checkpoints(tmp_path / "t")[-1] / "optimizer.safetensors").write_bytes(b"junk")
     code, _, err = run_cli(capsys, "train", "--config", cfg, "--out", tmp_path / "t", "--resume", "--quiet")
     assert_one_line_error(code, err, "optimizer.safetensors")
 

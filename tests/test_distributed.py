@@ -77,7 +77,7 @@ def test_torchrun_trains_and_only_rank_0_writes(tmp_path):
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("saved model to") == 1  # one rank reports, one rank writes
-    assert sorted(p.name for p in out.iterdir()) == ["checkpoint", "config.json", "model.safetensors", "run.json",
+    assert sorted(p.name for p in out.iterdir()) == [f"checkpoint-{STEPS:08d}", "config.json", "model.safetensors", "run.json",
                                                        "tokenizer.json", "train_log.json"]
-    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    state = json.loads((out / f"checkpoint-{STEPS:08d}" / "state.json").read_text())
     assert state["step"] == STEPS

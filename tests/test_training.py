@@ -6,6 +6,8 @@ from safetensors.torch import load_file
 
 import sparsecircuits as sc
 from sparsecircuits import AdditionData, DataConfig, RunConfig, SparseTransformer, TrainConfig, Trainer
+from sparsecircuits.training import checkpoint as ckpt
+from sparsecircuits.training.checkpoint import checkpoints
 
 from conftest import small_config
 
@@ -35,7 +37,7 @@ def test_save_load_round_trip_gives_identical_logits(tmp_path):
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn_like(p) * 0.1)
-    model.save(tmp_path / "m")
+    sc.save(model, tmp_path / "m")
     assert sorted(f.name for f in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
     loaded = sc.load(tmp_path / "m")
     idx = torch.randint(0, 12, (3, 12))
@@ -79,7 +81,8 @@ def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path):
     first.train_step = dies_at_step_13
     with pytest.raises(Killed):
         first.fit()
-    assert json.loads((tmp_path / "b" / "checkpoint" / "state.json").read_text())["step"] == 8
+    assert [p.name for p in checkpoints(tmp_path / "b")] == ["checkpoint-00000008"]
+    assert json.loads((tmp_path / "b" / "checkpoint-00000008" / "state.json").read_text())["step"] == 8
     assert not (tmp_path / "b" / "model.safetensors").exists()
 
     second = Trainer(run, tmp_path / "b", progress=False)
@@ -88,6 +91,72 @@ def test_resume_after_a_kill_ends_with_the_same_weights(tmp_path):
     for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
         assert torch.equal(a, b), name
     assert second.history == straight_trainer.history  # the loss log is not lost either
+
+
+def test_a_kill_at_any_instant_of_a_checkpoint_write_loses_nothing(tmp_path, monkeypatch):
+    """Killed after the new checkpoint is in place but before the old one is gone, and killed while
+    writing the new one: resume takes the newest complete checkpoint, and the temp folder goes."""
+    run = tiny_run(steps=24, checkpoint_every=8)
+    straight = Trainer(run, tmp_path / "a", progress=False).fit()
+    out = tmp_path / "b"
+
+    class Killed(Exception):
+        pass
+
+    trainer = Trainer(run, out, progress=False)
+    real_rmtree = ckpt.shutil.rmtree
+
+    def dies_removing_the_old(path, *a, **k):   # the instant between the new folder and the old one's removal
+        raise Killed
+    for step in range(16):
+        trainer.step = step
+        trainer.train_step(step)
+        trainer.step += 1
+        if trainer.step == 8:
+            trainer.checkpoint()
+    monkeypatch.setattr(ckpt.shutil, "rmtree", dies_removing_the_old)
+    with pytest.raises(Killed):
+        trainer.checkpoint()                        # step 16 written, step 8 not yet removed
+    monkeypatch.setattr(ckpt.shutil, "rmtree", real_rmtree)
+    assert [p.name for p in checkpoints(out)] == ["checkpoint-00000008", "checkpoint-00000016"]
+
+    def dies_writing(*a, **k):                       # a kill in the middle of writing step 24's weights
+        raise Killed
+    second = Trainer(run, out, progress=False)
+    assert second.resume() and second.step == 16
+    monkeypatch.setattr(ckpt, "save_file", dies_writing)
+    with pytest.raises(Killed):
+        ckpt.save_checkpoint(out, second.saved, second.opt, {"step": 24})
+    monkeypatch.undo()
+    leftover = [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    assert leftover == []                            # an exception removes its own temp folder ...
+    stale = out / f".checkpoint-00000024.{2 ** 22 + 7}.abcd.tmp"
+    stale.mkdir()                                    # ... and a SIGKILL's temp goes on the next run
+    third = Trainer(run, out, progress=False)
+    assert third.resume() and third.step == 16 and not stale.exists()
+    resumed = third.fit()
+    for (name, a), (_, b) in zip(straight.state_dict().items(), resumed.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert [p.name for p in checkpoints(out)] == ["checkpoint-00000024"]  # only the last one stays
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_previous(tmp_path, monkeypatch):
+    from safetensors import SafetensorError
+    run = tiny_run(steps=16, checkpoint_every=8)
+    trainer = Trainer(run, tmp_path / "o", progress=False)
+    for step in range(8):
+        trainer.train_step(step)
+    trainer.step = 8
+    trainer.checkpoint()
+
+    def full(*a, **k):
+        raise SafetensorError("Error while serializing: IoError(No space left on device)")
+    monkeypatch.setattr(ckpt, "save_file", full)
+    trainer.step = 12
+    with pytest.raises(sc.UserError, match="cannot write a checkpoint.*previous one is kept"):
+        trainer.checkpoint()
+    assert [p.name for p in checkpoints(tmp_path / "o")] == ["checkpoint-00000008"]
+    assert not [p for p in (tmp_path / "o").iterdir() if p.name.endswith(".tmp")]
 
 
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path):

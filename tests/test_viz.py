@@ -19,7 +19,7 @@ from conftest import small_config
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 XSS = "</script><img src=x onerror=alert(1)>"
-FAST = dict(steps=60, n_train=128, n_test=64, batch_pairs=32, k_coef=3e-3, progress=False)
+FAST = dict(steps=60, n_train=128, n_test=64, batch_pairs=32, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +29,12 @@ def adder_circuits(adder, tmp_path_factory):
     model = sc.load(adder)
     dirs = []
     for seed in (0, 1):
-        circuit = prune(model, "add2_digit4", 0.3, seed=seed, **FAST)
+        circuit = prune(model, "add2_digit4", 0.5, seed=seed, **FAST)
         circuit.save(root / f"c{seed}")
         dirs.append(root / f"c{seed}")
-    means = sc.circuits.model_means(model, progress=False)
-    report = validate(model, get_task("add2_digit4"), sc.Circuit.load(dirs[0]), means, controls=False,
-                      progress=False)
+    circuit = sc.Circuit.load(dirs[0])
+    report = validate(model, get_task("add2_digit4"), circuit, sc.circuits.circuit_means(model, circuit),
+                      controls=False, progress=False)
     (dirs[0] / "validation.json").write_text(json.dumps(report))
     return dirs
 
@@ -54,7 +54,7 @@ def xss_circuit(stdlib_corpus, tmp_path_factory):
     task_file = root / "markup.jsonl"
     task_file.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     model = sc.load(root / "model")
-    prune(model, str(task_file), 0.3, **{**FAST, "n_train": 48, "n_test": 16}).save(root / "circ")
+    prune(model, str(task_file), 0.3, require_reachable=False, **{**FAST, "n_train": 48, "n_test": 16}).save(root / "circ")
     return root / "circ"
 
 
@@ -74,7 +74,7 @@ def test_report_data_matches_the_circuit(adder_circuits):
     node = max(m["nodes"], key=lambda n: abs(n["effect"]))
     pruner = sc.circuits.Pruner(model, get_task(circuit.task), model.tokenizer, means,
                                 sc.PruneConfig(n_train=2, n_test=32, seed=0))
-    pruner.calib = tuple(circuit.calibration)
+    pruner.calib = circuit.calibration
     gates = circuit.gates(model.cfg)
     base = pruner.loss(pruner.test, gates)
     gates[f"{node['layer']}.{node['loc']}"][node["index"]] = 0
@@ -205,7 +205,7 @@ def test_figures_and_cli_errors(adder_circuits, adder, tmp_path, capsys):
     assert main(["viz", str(tmp_path / "missing"), "--out", str(tmp_path / "r.html")]) == 2
     assert "circuit.json" in capsys.readouterr().err
     assert main(["viz", str(adder_circuits[0]), "--labels", "a,b", "--out", str(tmp_path / "r.html")]) == 2
-    other = prune(sc.load(adder), "add2_digit3", 0.3, **FAST)
+    other = prune(sc.load(adder), "add2_digit3", 0.5, **FAST)
     other.save(tmp_path / "other")
     assert main(["viz", str(adder_circuits[0]), str(tmp_path / "other"), "--out", str(tmp_path / "r.html")]) == 2
     assert "different tasks" in capsys.readouterr().err

@@ -1,11 +1,13 @@
+from .calibration import Calibration
 from .circuit import AblatedModel, Circuit
+from .cleanup import cleanup
 from .edges import circuit_edges
-from .mean_cache import MEAN_FILE, compute_means, load_or_compute_means, model_hash
+from .means import MEAN_FILE, compute_means, load_or_compute_means, model_hash, prompt_means
 from .nodes import node_sites, parse_node
-from .prune import PruneConfig, Pruner
-from .run import model_means, prune, search
+from .pruner import PruneConfig, Pruner
+from .run import circuit_means, prune, resolve_means, search
 from .validate import nonsense_task, reinitialised, validate
 
-__all__ = ["AblatedModel", "Circuit", "circuit_edges", "MEAN_FILE", "compute_means", "load_or_compute_means",
-           "model_hash", "node_sites", "parse_node", "PruneConfig", "Pruner", "model_means", "prune", "search",
-           "nonsense_task", "reinitialised", "validate"]
+__all__ = ["AblatedModel", "Calibration", "Circuit", "circuit_edges", "circuit_means", "cleanup", "MEAN_FILE",
+           "compute_means", "load_or_compute_means", "model_hash", "node_sites", "parse_node", "prompt_means",
+           "PruneConfig", "Pruner", "prune", "resolve_means", "search", "nonsense_task", "reinitialised", "validate"]

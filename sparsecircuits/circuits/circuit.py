@@ -1,12 +1,14 @@
 """A circuit: the kept nodes of one (model, task), its edges, its loss and how it was found.
 
 Saved as `circuit.json`, a file a person can read: nodes by site, edges as
-`[source, target, weight]`, counts, losses, the bisection curve and every setting that produced
-it (ablation, reference data, target, seed, the model's path and weight hash).
+`[source, target, weight]`, counts, losses, the calibration, the cleanup's loss-vs-size curve,
+every node's final score (kept or not) and every setting that produced it (ablation, means,
+target, seed, the model's path and weight hash).
 """
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import torch.nn as nn
 
 from ..atomic import atomic_write_text
 from ..errors import UserError
+from .calibration import Calibration
 from .edges import Edge
 from .masks import ablation_hooks
 from .nodes import node_sites
@@ -31,9 +34,10 @@ class Circuit:
     full_loss: float                 # the unpruned model's held-out task loss
     target: float
     reached: bool
-    calibration: tuple[float, float]
-    curve: list[tuple[int, float]]   # (nodes kept, loss) points of the bisection
+    calibration: Calibration
+    curve: list[tuple[int, float]]   # (nodes kept, held-out loss): the trained set, then each cleanup drop
     settings: dict = field(default_factory=dict)
+    scores: dict[str, list[float]] = field(default_factory=dict)  # every node's final score, by site
 
     @property
     def n_nodes(self) -> int:
@@ -56,9 +60,9 @@ class Circuit:
     def to_json(self) -> dict:
         return {"task": self.task, "n_nodes": self.n_nodes, "n_edges": self.n_edges, "loss": self.loss,
                 "full_loss": self.full_loss, "target": self.target, "reached": self.reached,
-                "calibration": list(self.calibration), "settings": self.settings,
+                "calibration": self.calibration.to_json(), "settings": self.settings,
                 "nodes": self.nodes, "edges": [list(e) for e in self.edges],
-                "curve": [list(p) for p in self.curve]}
+                "curve": [list(p) for p in self.curve], "scores": self.scores}
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -75,10 +79,32 @@ class Circuit:
             return cls(nodes={k: [int(c) for c in v] for k, v in d["nodes"].items()},
                        edges=[(str(a), str(b), float(w)) for a, b, w in d["edges"]], task=d["task"],
                        loss=float(d["loss"]), full_loss=float(d["full_loss"]), target=float(d["target"]),
-                       reached=bool(d["reached"]), calibration=tuple(d["calibration"]),
-                       curve=[(int(k), float(v)) for k, v in d["curve"]], settings=d["settings"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+                       reached=bool(d["reached"]), calibration=Calibration.from_json(d["calibration"]),
+                       curve=[(int(k), float(v)) for k, v in d["curve"]], settings=d["settings"],
+                       scores={k: [float(x) for x in v] for k, v in d.get("scores", {}).items()})
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
             raise UserError(f"{path} is corrupt ({type(e).__name__}: {e})") from None
+
+    def __post_init__(self):
+        """Refuse a circuit no pruning could have written (a tampered or hand-edited file)."""
+        if not isinstance(self.settings, dict):
+            raise TypeError(f"settings must be an object, not {type(self.settings).__name__}")
+        for name in ("loss", "full_loss", "target"):
+            if not math.isfinite(getattr(self, name)):
+                raise UserError(f"circuit {name} must be a finite number, got {getattr(self, name)}")
+        negative = next((f"{site}[{c}]" for site, chans in self.nodes.items() for c in chans if c < 0), None)
+        if negative:
+            raise UserError(f"circuit node {negative} is out of range")
+
+    def check_model(self, cfg, source: str) -> None:
+        """Every node names a site and channel of the model `cfg` (the circuit and its model agree)."""
+        sites = node_sites(cfg)
+        for site, chans in self.nodes.items():
+            if site not in sites:
+                raise UserError(f"{source}: node site {site!r} is not one of this model's sites")
+            beyond = [c for c in chans if c >= sites[site]]
+            if beyond:
+                raise UserError(f"{source}: node {site}[{beyond[0]}] is out of range (the site has {sites[site]} channels)")
 
     def ablated_model(self, model, means: dict[str, torch.Tensor] | None = None) -> "AblatedModel":
         """`model` running with every node outside the circuit ablated (mean, or zero without means)."""

@@ -6,56 +6,79 @@ mlp.post_act[j]` through c_fc and `mlp.post_act[j] -> mlp.resid_delta[c]` throug
 Across the residual stream: a write `L.*.resid_delta[c]` reaches every later read `M.*.act_in[c]`
 of the same channel, weighted by the reading norm's scale for that channel (an edge where it is
 nonzero).
+
+`edge_blocks` lists every place an edge can be; `circuit_edges` reads a circuit's edges from it and
+`edge_count` counts them for gates between 0 and 1, so that pruning can weigh a node by its edges.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
 Edge = tuple[str, str, float]
 
 
-def _node(site: str, ch: int) -> str:
-    return f"{site}[{ch}]"
-
-
-def _matrix_edges(weight: torch.Tensor, src_site: str, src: list[int], dst_site: str, dst: list[int]) -> list[Edge]:
-    """Nonzero entries weight[dst, src] between kept channels (weight is (out, in) as in nn.Linear)."""
-    if not src or not dst:
-        return []
-    sub = weight[dst][:, src]
-    rows, cols = torch.nonzero(sub, as_tuple=True)
-    return [(_node(src_site, src[c]), _node(dst_site, dst[r]), float(sub[r, c]))
-            for r, c in zip(rows.tolist(), cols.tolist())]
+@dataclass
+class Block:
+    source: str             # site of the source nodes
+    target: str             # site of the target nodes
+    weight: torch.Tensor    # (target width, source width), or (width,) for a residual link (channel c -> c)
 
 
 @torch.no_grad()
-def circuit_edges(model, nodes: dict[str, list[int]]) -> list[Edge]:
-    cfg, out = model.cfg, []
-
-    def get(site: str) -> list[int]:
-        return nodes.get(site, [])
-
+def edge_blocks(model) -> list[Block]:
+    cfg, blocks = model.cfg, []
     A = cfg.d_attn
     for L, block in enumerate(model.blocks):
         w_qkv = block.attn.c_attn.weight
         for i, part in enumerate(("q", "k", "v")):
-            out += _matrix_edges(w_qkv[i * A:(i + 1) * A], f"{L}.attn.act_in", get(f"{L}.attn.act_in"),
-                                 f"{L}.attn.{part}", get(f"{L}.attn.{part}"))
-        out += _matrix_edges(block.attn.c_proj.weight, f"{L}.attn.v", get(f"{L}.attn.v"),
-                             f"{L}.attn.resid_delta", get(f"{L}.attn.resid_delta"))
-        out += _matrix_edges(block.mlp.c_fc.weight, f"{L}.mlp.act_in", get(f"{L}.mlp.act_in"),
-                             f"{L}.mlp.post_act", get(f"{L}.mlp.post_act"))
-        out += _matrix_edges(block.mlp.c_proj.weight, f"{L}.mlp.post_act", get(f"{L}.mlp.post_act"),
-                             f"{L}.mlp.resid_delta", get(f"{L}.mlp.resid_delta"))
+            blocks.append(Block(f"{L}.attn.act_in", f"{L}.attn.{part}", w_qkv[i * A:(i + 1) * A]))
+        blocks.append(Block(f"{L}.attn.v", f"{L}.attn.resid_delta", block.attn.c_proj.weight))
+        blocks.append(Block(f"{L}.mlp.act_in", f"{L}.mlp.post_act", block.mlp.c_fc.weight))
+        blocks.append(Block(f"{L}.mlp.post_act", f"{L}.mlp.resid_delta", block.mlp.c_proj.weight))
     # residual stream: writes in forward order reach every later read of the same channel
     order = [(L, part) for L in range(cfg.n_layer) for part in ("attn", "mlp")]
     for w_i, (wl, wp) in enumerate(order):
-        writes = set(get(f"{wl}.{wp}.resid_delta"))
         for rl, rp in order[w_i + 1:]:
             norm = getattr(model.blocks[rl], "ln_1" if rp == "attn" else "ln_2")
             scale = getattr(norm, "weight", None)
-            for c in sorted(writes & set(get(f"{rl}.{rp}.act_in"))):
-                w = 1.0 if scale is None else float(scale[c])
-                if w != 0:
-                    out.append((_node(f"{wl}.{wp}.resid_delta", c), _node(f"{rl}.{rp}.act_in", c), w))
+            blocks.append(Block(f"{wl}.{wp}.resid_delta", f"{rl}.{rp}.act_in",
+                                torch.ones(cfg.d_model) if scale is None else scale.detach()))
+    return blocks
+
+
+@torch.no_grad()
+def circuit_edges(model, nodes: dict[str, list[int]]) -> list[Edge]:
+    out = []
+    for b in edge_blocks(model):
+        src, dst = nodes.get(b.source, []), nodes.get(b.target, [])
+        if not src or not dst:
+            continue
+        if b.weight.dim() == 1:
+            for c in sorted(set(src) & set(dst)):
+                if b.weight[c] != 0:
+                    out.append((f"{b.source}[{c}]", f"{b.target}[{c}]", float(b.weight[c])))
+            continue
+        sub = b.weight[dst][:, src]
+        rows, cols = torch.nonzero(sub, as_tuple=True)
+        out += [(f"{b.source}[{src[c]}]", f"{b.target}[{dst[r]}]", float(sub[r, c]))
+                for r, c in zip(rows.tolist(), cols.tolist())]
     return out
+
+
+class EdgeCounter:
+    """The number of edges among gated nodes, `sum over blocks of g_target . [W != 0] . g_source`:
+    exactly the circuit's edge count for 0/1 gates, and differentiable in between."""
+
+    def __init__(self, model, device="cpu"):
+        self.blocks = [(b.source, b.target, (b.weight != 0).float().to(device)) for b in edge_blocks(model)]
+
+    def __call__(self, gates: dict[str, torch.Tensor]) -> torch.Tensor:
+        total = 0
+        for src, dst, pattern in self.blocks:
+            if pattern.dim() == 1:
+                total = total + (gates[src] * gates[dst] * pattern).sum()
+            else:
+                total = total + gates[dst] @ (pattern @ gates[src])
+        return total

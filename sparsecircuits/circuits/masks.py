@@ -1,5 +1,15 @@
-"""Node masks (METHOD 6): a learnable score tau per node, a Heaviside gate with a sigmoid
-straight-through gradient, and the ablation of closed nodes (mean, zero or resample)."""
+"""Node masks (METHOD 6): a learnable score per node and the ablation of closed nodes.
+
+A score s lives in [-1, 1]; the node is open when s > 0. During training the gate is
+sigmoid(s / T): soft at first, so that a gradient reaches nodes whose effect passes through a
+saturated softmax or a step-like neuron, and sharper as T falls. Near the end each gate is the hard
+1[s > 0] with a probability that rises to 1, so the loss being minimised is the loss of the set that
+will be kept. The backward pass always uses the slope of sigmoid(s / max(T, T_grad)): a closed node
+still hears how much the loss wants it back.
+
+Closed nodes become their mean activation (mean ablation), zero, or another prompt's activation
+(resample ablation).
+"""
 from __future__ import annotations
 
 import torch
@@ -10,44 +20,53 @@ from .nodes import node_sites
 ABLATIONS = ("mean", "zero", "resample")
 
 
-class HeavisideST(torch.autograd.Function):
-    """Forward: 1[tau > 0]. Backward: the derivative of sigmoid(tau / T)."""
+class Gate(torch.autograd.Function):
+    """Forward: sigmoid(s / T), or 1[s > 0] where `hard`. Backward: the slope of sigmoid(s / T_grad)."""
 
     @staticmethod
-    def forward(ctx, tau, temperature: float):
-        ctx.save_for_backward(tau)
-        ctx.temperature = temperature
-        return (tau > 0).to(tau.dtype)
+    def forward(ctx, s, temperature: float, grad_temperature: float, hard):
+        ctx.save_for_backward(s)
+        ctx.grad_temperature = grad_temperature
+        soft = torch.sigmoid(s / temperature)
+        return soft if hard is None else torch.where(hard, (s > 0).to(s.dtype), soft)
 
     @staticmethod
     def backward(ctx, grad):
-        (tau,) = ctx.saved_tensors
-        s = torch.sigmoid(tau / ctx.temperature)
-        return grad * s * (1 - s) / ctx.temperature, None
+        (s,) = ctx.saved_tensors
+        p = torch.sigmoid(s / ctx.grad_temperature)
+        return grad * p * (1 - p) / ctx.grad_temperature, None, None, None
 
 
-class NodeMasks(nn.Module):
-    """One tau per node. `hooks(...)` gives the model hooks that gate and ablate the nodes."""
+class NodeScores(nn.Module):
+    """One score per node of every prunable site."""
 
-    def __init__(self, cfg, init_mean: float = 0.1, init_std: float = 0.01, temperature: float = 1.0,
-                 generator: torch.Generator | None = None):
+    def __init__(self, cfg, init: float = 1.0, init_std: float = 0.01, generator: torch.Generator | None = None):
         super().__init__()
         self.sites = node_sites(cfg)
-        self.temperature = temperature
-        self.tau = nn.ParameterDict({
-            name.replace(".", "_"): nn.Parameter(init_mean + init_std * torch.randn(w, generator=generator))
-            for name, w in self.sites.items()})
+        self.score = nn.ParameterList(
+            nn.Parameter(init + init_std * torch.randn(w, generator=generator)) for w in self.sites.values())
 
-    def taus(self) -> dict[str, torch.Tensor]:
-        return {name: self.tau[name.replace(".", "_")] for name in self.sites}
+    def scores(self) -> dict[str, torch.Tensor]:
+        return dict(zip(self.sites, self.score))
 
-    def gates(self) -> dict[str, torch.Tensor]:
-        return {name: HeavisideST.apply(t, self.temperature) for name, t in self.taus().items()}
+    def gates(self, temperature: float, grad_temperature: float, hard_fraction: float = 0.0,
+              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """Training gates; each is hard with probability `hard_fraction`."""
+        out = {}
+        for name, s in self.scores().items():
+            hard = None if hard_fraction <= 0 else torch.rand(s.shape, generator=generator).to(s.device) < hard_fraction
+            out[name] = Gate.apply(s, temperature, max(temperature, grad_temperature), hard)
+        return out
+
+    @torch.no_grad()
+    def open(self) -> dict[str, torch.Tensor]:
+        """The hard gates 1[s > 0]: the set training settled on."""
+        return {name: (s > 0).float() for name, s in self.scores().items()}
 
     @torch.no_grad()
     def clamp_(self) -> None:
-        for t in self.tau.values():
-            t.clamp_(-1.0, 1.0)
+        for s in self.score:
+            s.clamp_(-1.0, 1.0)
 
 
 def ablation_hooks(gates: dict[str, torch.Tensor], replacement: dict[str, torch.Tensor | None]):

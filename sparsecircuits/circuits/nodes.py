@@ -29,3 +29,9 @@ def parse_node(name: str) -> tuple[int, str, int]:
     if not m or m.group(2) not in NODE_LOCATIONS:
         raise ValueError(f"not a node name: {name!r} (expected e.g. '3.attn.q[17]')")
     return int(m.group(1)), m.group(2), int(m.group(3))
+
+
+def gates_to_nodes(gates) -> dict[str, list[int]]:
+    """`{site: kept channels}` of 0/1 gates, sites in forward order, empty sites left out."""
+    out = {site: [int(c) for c in g.nonzero().flatten().tolist()] for site, g in gates.items()}
+    return {site: chans for site, chans in out.items() if chans}

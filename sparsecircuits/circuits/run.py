@@ -1,106 +1,157 @@
-"""`prune` and `search`: from a model and a task to a Circuit."""
+"""`prune` and `search`: from a model, a task and a target loss to a Circuit."""
 from __future__ import annotations
 
 import random
 from dataclasses import asdict
 from pathlib import Path
 
-import torch
-
 from ..config_io import load_json
 from ..errors import UserError
 from ..tasks import get_task
 from ..tasks.base import Task
-from ..training.config import DataConfig, RunConfig
-from ..training.trainer import RUN_FILE, make_data
+from ..training.config import RUN_FILE, DataConfig, RunConfig
+from ..training.trainer import make_data
+from .calibration import Calibration
 from .circuit import Circuit
+from .cleanup import cleanup
 from .edges import circuit_edges
-from .mean_cache import load_or_compute_means, model_hash
-from .nodes import node_sites
-from .prune import PruneConfig, Pruner
+from .means import load_or_compute_means, model_hash, prompt_means, read_prompt_file
+from .nodes import gates_to_nodes
+from .pruner import PruneConfig, Pruner
+
+MEAN_PROMPTS = 512  # task prompts averaged by `means="task"`
 
 
 def reference_data(model, corpus: str | Path | None = None):
     """The model's own pretraining data (named by its run.json), or the corpus `corpus` for a model
-    from elsewhere (e.g. a Hugging Face GPT-2): what mean ablation averages over."""
+    from elsewhere (e.g. a Hugging Face GPT-2)."""
     if corpus is not None:
         run = RunConfig(model=model.cfg, data=DataConfig(kind="corpus", path=str(Path(corpus).resolve())))
         return run.data, make_data(run)
     if model.source is None or not (Path(model.source) / RUN_FILE).exists():
-        raise UserError("mean ablation needs pretraining data: give a corpus (--data CORPUS) for a model without "
-                        f"{RUN_FILE}, pass means=..., or use ablation='zero'")
+        raise UserError(f"mean ablation over pretraining data needs the data: this model has no {RUN_FILE}, so give "
+                        "--data CORPUS, or average the task's prompts (--means task) or a prompt file (--means FILE), "
+                        "or use --ablation zero")
     run = load_json(RunConfig, Path(model.source) / RUN_FILE)
     return run.data, make_data(run)
 
 
+def resolve_means(model, source: str, task: Task, tokenizer, corpus: str | Path | None = None,
+                  progress: bool = True, seed: int = 0) -> dict:
+    """The means for `source`: 'pretraining' (the model's data or `corpus`), 'task' or a prompt file."""
+    if source == "pretraining":
+        return load_or_compute_means(model.source, model, reference_data(model, corpus)[1], progress)
+    if source == "task":
+        texts = [e.prompt for e in task.examples("train", MEAN_PROMPTS, seed)]
+        return prompt_means(model, texts, tokenizer, f"task {task.name}")
+    return prompt_means(model, read_prompt_file(source), tokenizer, str(Path(source).resolve()))
+
+
+def describe_means(model, source: str, task: Task, corpus: str | Path | None = None):
+    """What `resolve_means(source)` averages over, as a circuit records it."""
+    if source == "pretraining":
+        return {**asdict(reference_data(model, corpus)[0]), "explicit": corpus is not None}
+    if source == "task":
+        return {"task_prompts": task.name}
+    return {"prompt_file": str(Path(source).resolve())}
+
+
 def circuit_corpus(circuit: Circuit) -> str | None:
-    """The corpus a circuit's means came from, when it was given explicitly (a model without run.json)."""
+    """The corpus a circuit's pretraining means came from, when it was given explicitly (--data)."""
     ref = circuit.settings.get("reference_data")
     return ref.get("path") if isinstance(ref, dict) and ref.get("explicit") else None
 
 
-def model_means(model, progress: bool = True, corpus: str | Path | None = None) -> dict[str, torch.Tensor]:
-    _, data = reference_data(model, corpus)
-    return load_or_compute_means(model.source, model, data, progress)
+def circuit_means(model, circuit: Circuit, progress: bool = True):
+    """The means a circuit was pruned with (None for zero or resample ablation)."""
+    s = circuit.settings
+    if s.get("ablation", "mean") != "mean":
+        return None
+    return resolve_means(model, s.get("means_from", "pretraining"), get_task(circuit.task), model.tokenizer,
+                         circuit_corpus(circuit), progress, int(s.get("seed", 0)))
+
+
+def _task_spec(task: Task | str) -> tuple[Task, str]:
+    """The task and the name a circuit records for it (a JSONL task by its absolute path)."""
+    if not isinstance(task, str):
+        return task, task.name
+    spec = str(Path(task).resolve()) if task.endswith(".jsonl") else task
+    return get_task(spec), spec
 
 
 def prune(model, task: Task | str, target_loss: float = 0.15, tokenizer=None, means=None, progress: bool = True,
-          corpus: str | Path | None = None, **config) -> Circuit:
-    """Prune `model` to the smallest circuit reaching `target_loss` on `task` (METHOD 6)."""
+          corpus: str | Path | None = None, require_reachable: bool = True, **config) -> Circuit:
+    """The smallest circuit of `model` we can find whose held-out loss on `task` is <= `target_loss`.
+    A target the whole (calibrated) model misses is an error, unless not `require_reachable` (the
+    controls of `validate`, where pruning may make a mechanism the model lacks)."""
     cfg = PruneConfig(target_loss=target_loss, **config)
-    # a circuit names its task so that `get_task` finds it again: a JSONL task by its absolute path
-    spec = task if not isinstance(task, str) else str(Path(task).resolve()) if task.endswith(".jsonl") else task
-    task = get_task(spec) if isinstance(spec, str) else spec
+    task, spec = _task_spec(task)
     tokenizer = tokenizer or model.tokenizer
     if tokenizer is None:
         raise UserError("the model has no tokenizer: load it from its directory or pass tokenizer=...")
-    data_desc = f"none ({cfg.ablation} ablation)"
+    described = f"none ({cfg.ablation} ablation)"
     if cfg.ablation == "mean":
+        if cfg.means_from not in ("pretraining", "task"):
+            cfg.means_from = str(Path(cfg.means_from).resolve())
         try:
-            data_cfg, _ = reference_data(model, corpus)
-            data_desc = {**asdict(data_cfg), "explicit": corpus is not None}
+            described = describe_means(model, cfg.means_from, task, corpus)
         except UserError:
             if means is None:
                 raise
-            data_desc = "means given by the caller"
-        means = means if means is not None else model_means(model, progress, corpus)
+            described = "given by the caller"
+        if means is None:
+            means = resolve_means(model, cfg.means_from, task, tokenizer, corpus, progress, cfg.seed)
     pruner = Pruner(model, task, tokenizer, means, cfg)
-    full = {name: torch.ones(w, device=pruner.device) for name, w in node_sites(model.cfg).items()}
+    full = pruner.all_open()
     full_loss = pruner.loss(pruner.test, full, calibrated=False)
-    masks = pruner.learn_masks(progress)
-    found = pruner.discretise(masks)
-    nodes: dict[str, list[int]] = {}
-    for site, ch in found["order"][:found["k"]]:
-        nodes.setdefault(site, []).append(ch)
-    nodes = {site: sorted(nodes[site]) for site in node_sites(model.cfg) if site in nodes}
-    settings = {**asdict(cfg), "model": model.source, "model_hash": model_hash(model), "reference_data": data_desc,
-                "tokenizer": getattr(tokenizer, "source", None),
-                "nodes_open_after_training": found["n_open"]}
-    circuit = Circuit(nodes=nodes, edges=circuit_edges(model, nodes), task=spec if isinstance(spec, str) else task.name, loss=found["loss"],
-                      full_loss=full_loss, target=target_loss, reached=found["reached"],
-                      calibration=found["calibration"], curve=found["curve"], settings=settings)
-    if not circuit.reached and progress:
-        print(f"target loss {target_loss} not reached on {task.name}: best circuit has loss {circuit.loss:.4f} "
+    best = pruner.evaluate(full)
+    if require_reachable and best > target_loss:
+        raise UserError(f"even the whole model, calibrated, has loss {best:.4f} on {task.name}: the target "
+                        f"{target_loss} cannot be reached (choose a larger --target-loss)")
+    pruner.calib = Calibration()
+    training = pruner.learn(progress)
+    found = pruner.discretise(training, progress)
+    scores = training.best_scores()
+    gates, loss = found["gates"], found["loss"]
+    trained = gates_to_nodes(gates)
+    curve = [(sum(map(len, trained.values())), loss)]
+    reached = loss <= target_loss
+    if reached and cfg.cleanup:
+        gates, loss, curve = cleanup(pruner, gates)
+    nodes = gates_to_nodes(gates)
+    settings = {**asdict(cfg), "model": model.source, "model_hash": model_hash(model),
+                "reference_data": described,
+                "tokenizer": getattr(tokenizer, "source", None), "causal": model.cfg.causal,
+                "trained": {"nodes": curve[0][0], "edges": len(circuit_edges(model, trained)), "loss": curve[0][1]},
+                "repairs": found["repairs"], "restores": training.restores, "training_log": training.history}
+    circuit = Circuit(nodes=nodes, edges=circuit_edges(model, nodes), task=spec, loss=loss, full_loss=full_loss,
+                      target=target_loss, reached=reached, calibration=pruner.calib, curve=curve, settings=settings,
+                      scores={site: [float(f"{v:.5g}") for v in s.tolist()] for site, s in scores.items()})
+    if not reached and progress:
+        print(f"target loss {target_loss} not reached on {task.name}: the trained circuit has loss {loss:.4f} "
               f"with {circuit.n_nodes} nodes")
     return circuit
 
 
-SEARCH_SPACE = {"k_coef": [3e-5, 1e-4, 3e-4, 1e-3], "lr": [1e-3, 3e-3, 1e-2], "init_mean": [0.05, 0.1, 0.3],
-                "temperature": [0.5, 1.0, 2.0]}
+SEARCH_SPACE = {"lr": [0.02, 0.05, 0.1], "margin": [0.6, 0.7, 0.8, 0.9], "temperature_start": [0.1, 0.25, 0.5],
+                "grad_temperature": [0.1, 0.3, 1.0], "penalty_rate": [0.01, 0.02, 0.05]}
 
 
 def search(model, task: Task | str, target_loss: float = 0.15, budget: int = 8, seed: int = 0, progress: bool = True,
-           corpus: str | Path | None = None, **config) -> tuple[Circuit, list[dict]]:
-    """A few pruning runs over k_coef, lr, init and temperature (the first with the defaults); keep the
-    smallest circuit (edges) that reaches the target, else the lowest-loss one."""
-    if budget < 1:
-        raise UserError(f"search budget must be >= 1, got {budget}")
-    means = model_means(model, progress, corpus) if config.get("ablation", "mean") == "mean" else None
+           corpus: str | Path | None = None, means=None, **config) -> tuple[Circuit, list[dict]]:
+    """`budget` pruning runs (the first with the defaults, the rest over SEARCH_SPACE), all with the same
+    means; keep the smallest circuit (edges) that reaches the target, else the lowest-loss one."""
+    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
+        raise UserError(f"search budget must be an integer >= 1, got {budget!r}")
+    task, spec = _task_spec(task)
+    cfg = PruneConfig(target_loss=target_loss, **config)
+    if cfg.ablation == "mean" and means is None:
+        means = resolve_means(model, cfg.means_from, task, model.tokenizer, corpus, progress, cfg.seed)
     rng = random.Random(seed)
     trials, best = [], None
     for i in range(budget):
         params = {} if i == 0 else {k: rng.choice(v) for k, v in SEARCH_SPACE.items()}
-        c = prune(model, task, target_loss, means=means, progress=progress, corpus=corpus,
+        c = prune(model, spec, target_loss, means=means, progress=progress, corpus=corpus,
                   **{**config, **params, "seed": seed + i})
         trials.append({**params, "seed": seed + i, "nodes": c.n_nodes, "edges": c.n_edges, "loss": c.loss,
                        "reached": c.reached})
@@ -112,4 +163,4 @@ def search(model, task: Task | str, target_loss: float = 0.15, budget: int = 8, 
     return circuit, trials
 
 
-__all__ = ["circuit_corpus", "prune", "search", "model_means", "reference_data"]
+__all__ = ["circuit_corpus", "circuit_means", "describe_means", "prune", "reference_data", "resolve_means", "search"]

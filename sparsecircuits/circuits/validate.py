@@ -1,5 +1,6 @@
 """Checking a circuit honestly (METHOD 6): is it sufficient, is it necessary, does it beat
-attribution, and do the controls (random weights, nonsense labels, frozen norms) stay far from it?
+attribution, do its nodes keep their meaning (patch-back, binarised features), and do the controls
+(random weights, nonsense labels, frozen norms) stay far from it?
 
 A control that reaches the target with a circuit close in size to the real one (at most twice its
 edges) is flagged: then pruning, not the model, may be making the mechanism.
@@ -7,17 +8,21 @@ edges) is flagged: then pruning, not the model, may be making the mechanism.
 from __future__ import annotations
 
 import hashlib
+
 import torch
 
 from ..model.transformer import SparseTransformer
 from ..sparsity.projection import sparsified_parameters
 from ..tasks.base import Example, Task
+from .calibration import Calibration, calibrated_loss, fit_calibration, loss_with, task_outputs
 from .circuit import Circuit
 from .masks import ablation_hooks
-from .prune import PruneConfig, Pruner, calibrated_loss, logit_margin
+from .means import compute_means
+from .pruner import PruneConfig, Pruner
 from .run import prune
 
-CLOSE = 2.0  # a control within this factor of the real circuit's edges is a warning
+CLOSE = 2.0            # a control within this factor of the real circuit's edges is a warning
+BINARISE_STEPS = 300
 
 
 def _coin(text: str) -> bool:
@@ -50,11 +55,11 @@ def reinitialised(model: SparseTransformer, seed: int = 0) -> SparseTransformer:
             nz = p != 0
             std = float(p[nz].std()) if int(nz.sum()) > 1 else 0.02
             p.copy_(torch.randn(p.shape, generator=g).to(p.device) * std * nz)
-    twin.source, twin.tokenizer = model.source, model.tokenizer
+    twin.source, twin.tokenizer = None, model.tokenizer
     return twin
 
 
-def attribution_scores(pruner: Pruner) -> list[tuple[str, int]]:
+def attribution_order(pruner: Pruner) -> list[tuple[str, int]]:
     """Nodes ranked by |activation x gradient| of the task loss, summed over examples and positions."""
     enc = pruner.train
     tokens = enc.tokens.to(pruner.device)
@@ -67,44 +72,52 @@ def attribution_scores(pruner: Pruner) -> list[tuple[str, int]]:
 
     with torch.enable_grad():
         logits = pruner.model.run_with_hooks(tokens, [(name, probe) for name in pruner.sites])
-        loss = calibrated_loss(logit_margin(logits, enc), enc, torch.tensor(1.0), torch.tensor(0.0))
+        loss = calibrated_loss(task_outputs(logits, enc), enc, *Calibration().tensors(len(enc.candidates)))
         grads = torch.autograd.grad(loss, [probes[n] for n in pruner.sites])
     scored = []
-    for (name, a), g in zip(((n, acts[n]) for n in pruner.sites), grads):
-        s = (a * g).abs().sum(dim=(0, 1))
+    for name, g in zip(pruner.sites, grads):
+        s = (acts[name] * g).abs().sum(dim=(0, 1))
         scored += [(float(v), name, c) for c, v in enumerate(s.tolist())]
     return [(name, c) for _, name, c in sorted(scored, reverse=True)]
 
 
-def validate(model, task: Task, circuit: Circuit, means, controls: bool = True, progress: bool = True) -> dict:
+def top_k_gates(pruner: Pruner, order: list[tuple[str, int]], k: int) -> dict[str, torch.Tensor]:
+    gates = {name: torch.zeros(w, device=pruner.device) for name, w in pruner.sites.items()}
+    for name, ch in order[:k]:
+        gates[name][ch] = 1.0
+    return gates
+
+
+def validate(model, task: Task, circuit: Circuit, means, controls: bool = True, progress: bool = True,
+             binarise_steps: int = BINARISE_STEPS) -> dict:
     """Every check of METHOD 6 for `circuit` of `model` on `task`; returns a JSON-able report."""
-    cfg = PruneConfig(**{k: v for k, v in circuit.settings.items() if k in PruneConfig.__dataclass_fields__})
+    cfg = PruneConfig.from_settings(circuit.settings)
     pruner = Pruner(model, task, model.tokenizer, means, cfg)
-    pruner.calib = tuple(circuit.calibration)
-    device = pruner.device
-    kept = circuit.gates(model.cfg, device)
+    kept = circuit.gates(model.cfg, pruner.device)
+    pruner.calib = circuit.calibration
     report = {"task": task.name, "nodes": circuit.n_nodes, "edges": circuit.n_edges, "target": circuit.target,
               "full_model_loss": circuit.full_loss}
-    report["sufficiency"] = {"loss": pruner.loss(pruner.test, kept), "reaches_target": None}
-    report["sufficiency"]["reaches_target"] = report["sufficiency"]["loss"] <= circuit.target
+    loss = pruner.loss(pruner.test, kept)
+    report["sufficiency"] = {"loss": loss, "reaches_target": loss <= circuit.target}
     removed = {k: 1 - v for k, v in kept.items()}
     report["necessity"] = {"loss_without_circuit": pruner.loss(pruner.test, removed, calibrated=False),
                            "chance": 0.6931 if task.binary else None}
-    order = attribution_scores(pruner)
-    report["attribution_baseline"] = {"nodes": circuit.n_nodes, "loss": pruner.evaluate_k(order, circuit.n_nodes)}
-    pruner.calib = tuple(circuit.calibration)
+    gates = top_k_gates(pruner, attribution_order(pruner), circuit.n_nodes)
+    report["attribution_baseline"] = {"nodes": circuit.n_nodes, "loss": pruner.evaluate(gates)}
+    pruner.calib = circuit.calibration
     report["patch_back"] = patch_back(pruner, kept)
-    report["binarised_loss"] = binarised_loss(pruner, kept)
+    pruner.calib = circuit.calibration
+    report["binarised"] = binarised(pruner, kept, binarise_steps)
     report["controls"], report["warnings"] = {}, []
     if controls:
         settings = {k: v for k, v in circuit.settings.items() if k in PruneConfig.__dataclass_fields__}
         settings.pop("target_loss", None)
-        runs = {"random_weights": (reinitialised(model, cfg.seed), task, settings),
-                "nonsense_labels": (model, nonsense_task(task), settings),
-                "frozen_norms": (model, task, {**settings, "freeze_norms": True})}
-        for name, (m, t, s) in runs.items():
-            c = prune(m, t, circuit.target, means=means if m is model else None, progress=progress,
-                      **({**s, "ablation": "zero"} if m is not model and s.get("ablation") == "mean" else s))
+        twin = reinitialised(model, cfg.seed)
+        runs = {"random_weights": (twin, task, settings, _twin_means(twin, pruner, means)),
+                "nonsense_labels": (model, nonsense_task(task), settings, means),
+                "frozen_norms": (model, task, {**settings, "freeze_norms": True}, means)}
+        for name, (m, t, s, mu) in runs.items():
+            c = prune(m, t, circuit.target, means=mu, progress=progress, require_reachable=False, **s)
             report["controls"][name] = {"reached": c.reached, "loss": c.loss, "nodes": c.n_nodes, "edges": c.n_edges}
             if name != "frozen_norms" and c.reached and c.n_edges <= CLOSE * max(1, circuit.n_edges):
                 report["warnings"].append(f"control {name} reaches the target with {c.n_edges} edges "
@@ -112,43 +125,106 @@ def validate(model, task: Task, circuit: Circuit, means, controls: bool = True, 
     return report
 
 
-def patch_back(pruner: Pruner, kept: dict[str, torch.Tensor]) -> dict:
-    """Copy the unpruned model's activations into the kept nodes; how much does the loss move?"""
-    tokens = pruner.test.tokens.to(pruner.device)
-    with torch.no_grad():
-        _, clean = pruner.model.run_with_cache(tokens, list(pruner.sites))
-    base = pruner.loss(pruner.test, kept)
-    patched_hooks = ablation_hooks(kept, {k: pruner.means.get(k) if pruner.means else None for k in kept})
+def _twin_means(twin, pruner: Pruner, means):
+    """The random-weights twin's own means, over the task's prompts (its weights make other means)."""
+    if means is None:
+        return None
+    return compute_means(twin, [pruner.train.tokens[i:i + 64] for i in range(0, len(pruner.train), 64)], progress=False)
 
-    def restore(name):
+
+@torch.no_grad()
+def patch_back(pruner: Pruner, kept: dict[str, torch.Tensor]) -> dict:
+    """Copy the unpruned model's activations into the kept nodes: how much does the loss move?
+    The patched circuit gets its own calibration, so only what the nodes carry counts."""
+    _, clean = pruner.model.run_with_cache(pruner.test.tokens.to(pruner.device), list(pruner.sites))
+    _, clean_fit = pruner.model.run_with_cache(pruner.fit_set.tokens.to(pruner.device), list(pruner.sites))
+    base = pruner.loss(pruner.test, kept)
+
+    def restore(name, cache):
         m = kept[name]
-        return lambda x, _: m * clean[name] + (1 - m) * x
-    hooks = [(n, h) for n, h in patched_hooks] + [(n, restore(n)) for n in kept]
-    with torch.no_grad():
-        out = logit_margin(pruner.model.run_with_hooks(tokens, hooks), pruner.test)
-        patched = float(calibrated_loss(out, pruner.test, torch.tensor(pruner.calib[0]), torch.tensor(pruner.calib[1])))
+        return lambda x, _: m * cache[name] + (1 - m) * x
+
+    def outputs(enc, cache):
+        hooks = [(n, restore(n, cache)) for n in kept]
+        return pruner.run(enc, kept, extra_hooks=hooks)
+
+    calib = fit_calibration(outputs(pruner.fit_set, clean_fit), pruner.fit_set, pruner.calib)
+    patched = loss_with(outputs(pruner.test, clean), pruner.test, calib)
     return {"circuit_loss": base, "patched_loss": patched, "change": patched - base}
 
 
-def binarised_loss(pruner: Pruner, kept: dict[str, torch.Tensor]) -> float:
-    """Each kept node replaced by a two-level step: above/below its mean on the task prompts, each
-    level the mean of the activations on that side."""
-    tokens = pruner.test.tokens.to(pruner.device)
-    with torch.no_grad():
-        _, acts = pruner.model.run_with_cache(tokens, list(pruner.sites))
-    levels = {}
-    for name, m in kept.items():
-        a = acts[name].flatten(0, 1)
-        t = a.mean(0)
-        above = a > t
-        hi = torch.where(above, a, 0).sum(0) / above.sum(0).clamp_min(1)
-        lo = torch.where(~above, a, 0).sum(0) / (~above).sum(0).clamp_min(1)
-        levels[name] = (t, lo, hi, m)
+def binarised(pruner: Pruner, kept: dict[str, torch.Tensor], steps: int = BINARISE_STEPS, sites=None) -> dict:
+    """Each kept node replaced by a two-level step, lo below a threshold t and hi above.
 
-    def step(name):
-        t, lo, hi, m = levels[name]
-        return lambda x, _: m * torch.where(x > t, hi, lo) + (1 - m) * x
-    return pruner.loss(pruner.test, kept, extra_hooks=[(n, step(n)) for n in kept])
+    t, lo and hi start at the best two-level split of the node's activations in the circuit over the
+    training prompts; they are then trained on those prompts (with the calibration) while the step is
+    blended in from the identity, x -> (1 - a) x + a step(x), a rising from 0 to 1 and the step
+    sharpening. Reported: the held-out loss with the exact step."""
+    sites = sites or [n for n, m in kept.items() if m.any()]
+    chans = {n: kept[n].nonzero().flatten() for n in sites}
+    acts = {}
+
+    def record(x, name):
+        acts[name] = x.detach().float()
+    with torch.no_grad():
+        pruner.forward(pruner.train.tokens, kept, [(n, record) for n in sites])
+    params = {n: [p.requires_grad_(True) for p in _two_means(acts[n].flatten(0, 1)[:, chans[n]])] for n in sites}
+    spread = {n: acts[n].flatten(0, 1)[:, chans[n]].std(0).clamp_min(1e-6) for n in sites}
+    scale = torch.tensor(float(pruner.calib.scale)).log().requires_grad_(True)
+    bias = torch.tensor(pruner.calib.bias or [0.0] * len(pruner.train.candidates)).requires_grad_(True)
+    opt = torch.optim.Adam([p for ps in params.values() for p in ps] + [scale, bias], lr=0.02)
+    g = torch.Generator().manual_seed(pruner.cfg.seed)
+
+    def hooks(blend: float | None, sharp: float):
+        def make(n):
+            t, lo, hi = params[n]
+            c = chans[n]
+
+            def hook(x, _):
+                x = x.clone()
+                v = x[..., c]
+                if blend is None:
+                    step = torch.where(v > t, hi, lo)
+                    x[..., c] = step.to(x.dtype)
+                else:
+                    step = lo + (hi - lo) * torch.sigmoid((v - t) / (spread[n] * sharp))
+                    x[..., c] = ((1 - blend) * v + blend * step).to(x.dtype)
+                return x
+            return hook
+        return [(n, make(n)) for n in sites]
+
+    per_batch = pruner.cfg.batch_pairs * (2 if pruner.task.binary else 1)
+    for i in range(steps):
+        frac = i / max(1, steps - 1)
+        enc = pruner.train.subset(torch.randint(0, len(pruner.train), (per_batch,), generator=g))
+        out = pruner.run(enc, kept, extra_hooks=hooks(min(1.0, 2 * frac), 0.3 * (0.01 / 0.3) ** frac))
+        loss = calibrated_loss(out, enc, scale.exp(), bias)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        calib = fit_calibration(pruner.run(pruner.fit_set, kept, extra_hooks=hooks(None, 0)), pruner.fit_set,
+                     Calibration(float(scale.exp()), tuple(bias.tolist())))
+        loss = loss_with(pruner.run(pruner.test, kept, extra_hooks=hooks(None, 0)), pruner.test, calib)
+    return {"loss": loss, "circuit_loss": pruner.loss(pruner.test, kept), "steps": steps}
+
+
+@torch.no_grad()
+def _two_means(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per column of `a` (positions x channels): the threshold and the two level means of the split
+    with the least squared error."""
+    v, _ = a.float().sort(0)
+    n = v.shape[0]
+    csum, csq = v.cumsum(0), (v * v).cumsum(0)
+    total, total_sq = csum[-1], csq[-1]
+    left = torch.arange(1, n, dtype=v.dtype)[:, None]                      # split after row i
+    sse = (csq[:-1] - csum[:-1] ** 2 / left) + ((total_sq - csq[:-1]) - (total - csum[:-1]) ** 2 / (n - left))
+    best = sse.argmin(0)
+    cols = torch.arange(v.shape[1])
+    t = (v[best, cols] + v[best + 1, cols]) / 2
+    lo = csum[best, cols] / (best + 1)
+    hi = (total - csum[best, cols]) / (n - best - 1)
+    return t.clone(), lo.clone(), hi.clone()
 
 
 __all__ = ["validate", "nonsense_task", "reinitialised"]

@@ -23,9 +23,11 @@ from ..data.corpus import build_corpus
 from ..errors import UserError
 from ..tasks import TASKS, get_task, required_tokens
 from ..training.bridges import load_bridged, site_of, steer
-from ..training.checkpoint import CHECKPOINT
+from ..training.checkpoint import checkpoints
 from ..training.config import RunConfig
 from ..training.presets import PRESETS, preset
+from .demo import run_demo
+from .report import format_report, format_validation
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,10 +35,34 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message}")
 
 
+def _count(low: int, high: int):
+    """An argparse type: an integer in [low, high]."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be in {low}..{high:,}, got {value:,}")
+        return value
+    return parse
+
+
+def _finite(text: str) -> float:
+    """An argparse type: a finite number."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
 def _check_out(out: Path, resume: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
-    if not resume and out.is_dir() and ((out / "config.json").exists() or (out / CHECKPOINT).exists()):
+    if not resume and out.is_dir() and ((out / "config.json").exists() or checkpoints(out)):
         raise UserError(f"{out} already holds a model or checkpoint: pass --resume or choose another --out")
 
 
@@ -49,6 +75,8 @@ def cmd_train(args) -> None:
     if args.preset and args.config:
         raise UserError("give --preset or --config, not both")
     if args.preset:
+        if args.preset not in PRESETS:
+            raise UserError(f"unknown preset {args.preset!r} (known: {', '.join(PRESETS)})")
         run = preset(args.preset, ensure_corpus(args.corpus))
     else:
         run = load_json(RunConfig, args.config) if args.config else RunConfig()
@@ -121,42 +149,13 @@ def cmd_tasks_show(args) -> None:
         print(e.prompt + "\u2038")
 
 
-def format_report(report: dict) -> str:
-    """A readable report: accuracy, totals, then nonzeros per matrix with one column per layer."""
-    lines = [f"model {report['model']}"]
-    if "val_loss" in report:
-        lines.append(f"  validation loss {report['val_loss']:.4f} nats/token over {report['val_tokens']:,} tokens")
-    if report.get("tasks"):
-        width = max(len(t["task"]) for t in report["tasks"])
-        lines.append(f"  {'task':<{width}}    loss  accuracy")
-        for t in report["tasks"]:
-            lines.append(f"  {t['task']:<{width}}  {t['loss']:6.3f}  {t['accuracy']:8.1%}")
-        below = sum(t["loss"] < 0.3 for t in report["tasks"])
-        lines.append(f"  {below} of {len(report['tasks'])} tasks below loss 0.3")
-    if "accuracy" in report:
-        lines.append(f"  exact match {report['accuracy']:.2%} on {report['n_problems']} held-out problems, "
-                     f"answer loss {report['answer_loss']:.4f}")
-    lines.append(f"  nonzero weights {report['nonzero_weights']:,} of {report['sparsified_weights']:,} "
-                 f"(density {report['density']:.5f} = 1/{1 / max(report['density'], 1e-12):.1f})")
-    rows: dict[str, dict[str, str]] = {}
-    for name, v in report["per_tensor"].items():
-        layer, kind = (name.split(".")[1], name.split(".", 2)[2]) if name.startswith("blocks.") else ("-", name)
-        rows.setdefault(kind, {})[layer] = f"{v['nonzero']:,}/{v['numel']:,}"
-    layers = sorted({l for r in rows.values() for l in r if l != "-"}, key=int)
-    width = max(len(k) for k in rows)
-    cell = max(len(c) for r in rows.values() for c in r.values())
-    lines.append("    " + " " * width + "".join(f"  {'layer ' + l:>{cell}}" for l in layers))
-    for kind, r in rows.items():
-        cells = [r["-"]] if "-" in r else [r.get(l, "") for l in layers]
-        lines.append(f"    {kind:<{width}}" + "".join(f"  {c:>{cell}}" for c in cells))
-    return "\n".join(lines)
-
-
 def cmd_prune(args) -> None:
-    model = api.load(args.model, tokenizer=args.tokenizer)
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} exists and is not a directory")
+    model = api.load(args.model, tokenizer=args.tokenizer, causal=False if args.bidirectional else None)
     task = get_task(args.task)
-    options = {k: getattr(args, k) for k in ("ablation", "steps", "k_coef", "lr", "seed") if getattr(args, k) is not None}
-    options["freeze_norms"] = args.freeze_norms
+    options = {k: getattr(args, k) for k in ("ablation", "steps", "lr", "seed") if getattr(args, k) is not None}
+    options.update(freeze_norms=args.freeze_norms, cleanup=not args.no_cleanup, means_from=args.means)
     if args.search > 1:
         circuit, _ = search(model, args.task, args.target_loss, budget=args.search, progress=not args.quiet,
                             corpus=args.data, **options)
@@ -164,8 +163,10 @@ def cmd_prune(args) -> None:
         circuit = prune(model, args.task, args.target_loss, progress=not args.quiet, corpus=args.data, **options)
     circuit.save(args.out)
     state = "reaches" if circuit.reached else "does NOT reach"
+    trained = circuit.settings["trained"]
     print(f"circuit of {task.name}: {circuit.n_nodes} nodes, {circuit.n_edges} edges, loss {circuit.loss:.4f} "
-          f"({state} target {circuit.target}; full model {circuit.full_loss:.4f}) -> {args.out}")
+          f"({state} target {circuit.target}; full model {circuit.full_loss:.4f}; trained set {trained['nodes']} "
+          f"nodes, {trained['edges']} edges before cleanup) -> {args.out}")
 
 
 def cmd_validate(args) -> None:
@@ -174,24 +175,6 @@ def cmd_validate(args) -> None:
                       progress=not args.quiet)
     atomic_write_text(Path(args.circuit) / "validation.json", json.dumps(report, indent=2) + "\n")
     print(format_validation(report))
-
-
-def format_validation(r: dict) -> str:
-    lines = [f"circuit of {r['task']}: {r['nodes']} nodes, {r['edges']} edges (target loss {r['target']}, "
-             f"full model {r['full_model_loss']:.4f})",
-             f"  {'check':<28} {'loss':>8}  note",
-             f"  {'sufficiency (circuit alone)':<28} {r['sufficiency']['loss']:8.4f}  "
-             f"{'reaches target' if r['sufficiency']['reaches_target'] else 'MISSES target'}",
-             f"  {'necessity (circuit removed)':<28} {r['necessity']['loss_without_circuit']:8.4f}  should rise toward chance",
-             f"  {'attribution, same size':<28} {r['attribution_baseline']['loss']:8.4f}  learned masks should beat it",
-             f"  {'patch-back (clean into kept)':<28} {r['patch_back']['patched_loss']:8.4f}  "
-             f"change {r['patch_back']['change']:+.4f}",
-             f"  {'binarised features':<28} {r['binarised_loss']:8.4f}"]
-    for name, c in r.get("controls", {}).items():
-        lines.append(f"  {'control: ' + name:<28} {c['loss']:8.4f}  {c['nodes']} nodes, {c['edges']} edges, "
-                     f"{'reached' if c['reached'] else 'not reached'}")
-    lines += [f"  WARNING: {w}" for w in r.get("warnings", [])]
-    return "\n".join(lines)
 
 
 def _labels(args) -> list[str] | None:
@@ -203,26 +186,24 @@ def cmd_viz(args) -> None:
         raise UserError("give --out FILE.html or --serve")
     if args.out and Path(args.out).suffix.lower() not in (".html", ".htm"):
         raise UserError(f"--out must be an .html file, got {args.out!r}")
-    if not 0 <= args.port <= 65535:
-        raise UserError(f"--port must be in 0..65535, got {args.port}")
-    models = viz.report_models(args.circuits, _labels(args), progress=not args.quiet)
-    title = f"sparsecircuits: {models[0]['task']} circuit" + (" — " + " vs ".join(m["label"] for m in models)
-                                                              if len(models) > 1 else "")
-    if args.out:
-        print(f"report -> {viz.write_report(models, args.out, title)}")
-    if args.serve:
-        server = viz.make_server(viz.render(models, title), args.port)
-        print(f"serving on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
-        try:
+    server = viz.make_server(port=args.port) if args.serve else None  # a busy port is refused before any work
+    try:
+        models = viz.report_models(args.circuits, _labels(args), progress=not args.quiet)
+        title = f"sparsecircuits: {models[0]['task']} circuit" + (" — " + " vs ".join(m["label"] for m in models)
+                                                                  if len(models) > 1 else "")
+        if args.out:
+            print(f"report -> {viz.write_report(models, args.out, title)}")
+        if server:
+            server.page = viz.render(models, title)
+            print(f"serving on http://127.0.0.1:{server.server_address[1]}/ (Ctrl-C stops)", flush=True)
             server.serve_forever()
-        finally:
+    finally:
+        if server:
             server.server_close()
 
 
 def cmd_figure(args) -> None:
     viz.check_figure_args(args.kind, args.out)
-    if args.prompt < 0:
-        raise UserError(f"--prompt must be >= 0, got {args.prompt}")
     models = viz.report_models(args.circuits, _labels(args), details=args.kind == "graph", progress=not args.quiet)
     if args.prompt >= len(models[0]["prompts"]):
         raise UserError(f"--prompt must be in 0..{len(models[0]['prompts']) - 1}")
@@ -276,7 +257,8 @@ def cmd_steer(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    from .demo import run_demo
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserError(f"--out {args.out} exists and is not a directory")
     run_demo(Path(args.out), quick=args.quick, progress=not args.quiet)
 
 
@@ -300,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--seed", type=int)
         sp.add_argument("--checkpoint-every", type=int)
         sp.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
-        sp.add_argument("--autocast", choices=["bf16", "none"])
+        sp.add_argument("--autocast", choices=["auto", "bf16", "none"], help="auto (default): bf16 on GPUs, fp32 on CPUs")
         sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
@@ -326,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", help="also write the report to this JSON file")
     e.add_argument("--device", help="cpu (default), cuda, auto")
     e.add_argument("--tasks", help="'all' (the 20 Python tasks), 'arithmetic', or names / .jsonl files, comma separated")
-    e.add_argument("-n", type=int, default=200, help="test examples per task (default 200)")
+    e.add_argument("-n", type=_count(1, 10 ** 6), default=200, help="test examples per task (default 200)")
     e.add_argument("--corpus", help="corpus for the validation loss (default: the model's training corpus)")
     e.add_argument("--tokenizer", help="tokenizer folder (tokenizer.json, or encoder.json + vocab.bpe) for a model that has none")
     e.set_defaults(func=cmd_eval)
@@ -334,17 +316,22 @@ def build_parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("prune", help="prune a model to the circuit of one task")
     pr.add_argument("model", help="model directory")
     pr.add_argument("--task", required=True, help="task name or .jsonl file")
-    pr.add_argument("--data", help="corpus for the mean cache of a model without run.json (e.g. a GPT-2)")
+    pr.add_argument("--data", help="corpus for the pretraining means of a model without run.json (e.g. a GPT-2)")
+    pr.add_argument("--means", default="pretraining",
+                    help="what mean ablation averages: pretraining (default: the model's data or --data), task "
+                         "(the task's prompts), or a prompt file (.txt, one per line, or .jsonl with \"prompt\")")
+    pr.add_argument("--bidirectional", action="store_true", help="attention without the causal mask (imported "
+                    "bidirectional models)")
     pr.add_argument("--tokenizer", help="tokenizer folder (tokenizer.json, or encoder.json + vocab.bpe) for a model that has none")
     pr.add_argument("--target-loss", type=float, default=0.15)
     pr.add_argument("--out", required=True, help="circuit directory to write")
     pr.add_argument("--ablation", choices=["mean", "zero", "resample"])
-    pr.add_argument("--steps", type=int)
-    pr.add_argument("--k-coef", type=float)
-    pr.add_argument("--lr", type=float)
+    pr.add_argument("--steps", type=int, help="mask training steps (default 600)")
+    pr.add_argument("--lr", type=float, help="mask learning rate (default 0.05)")
     pr.add_argument("--seed", type=int)
     pr.add_argument("--freeze-norms", action="store_true", help="norms use the unpruned model's scales")
-    pr.add_argument("--search", type=int, default=1, help="pruning runs in a hyper-parameter search (budget)")
+    pr.add_argument("--no-cleanup", action="store_true", help="keep the trained set as it is (no node-by-node cleanup)")
+    pr.add_argument("--search", type=_count(1, 1000), default=1, help="pruning runs in a hyper-parameter search (budget)")
     pr.add_argument("--quiet", action="store_true")
     pr.set_defaults(func=cmd_prune)
 
@@ -359,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     vz.add_argument("circuits", nargs="+", help="circuit directories (two or more: drawn side by side)")
     vz.add_argument("--out", help="HTML file to write")
     vz.add_argument("--serve", action="store_true", help="serve the report on http://127.0.0.1:PORT")
-    vz.add_argument("--port", type=int, default=0, help="port for --serve (default: a free one)")
+    vz.add_argument("--port", type=_count(0, 65535), default=0, help="port for --serve (default: a free one)")
     vz.add_argument("--labels", help="comma-separated panel names (default: the models' folder names)")
     vz.add_argument("--quiet", action="store_true")
     vz.set_defaults(func=cmd_viz)
@@ -368,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     fg.add_argument("circuits", nargs="+", help="circuit directories (one panel each)")
     fg.add_argument("--kind", choices=list(viz.KINDS), default="flow")
     fg.add_argument("--out", required=True, help="figure file: .png, .svg or .pdf")
-    fg.add_argument("--prompt", type=int, default=0, help="which task prompt the flow figure traces")
+    fg.add_argument("--prompt", type=_count(0, 10 ** 6), default=0, help="which task prompt the flow figure traces")
     fg.add_argument("--labels", help="comma-separated panel names")
     fg.add_argument("--quiet", action="store_true")
     fg.set_defaults(func=cmd_figure)
@@ -384,11 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("steer", help="edit one sparse channel and steer the dense model through the bridges")
     st.add_argument("model", help="sparse model trained with --bridge-to")
     st.add_argument("--channel", required=True, help="e.g. 1.resid_mid[5] or a node such as 1.mlp.resid_delta[5]")
-    st.add_argument("--value", type=float, required=True, help="value the channel is set to at every position")
+    st.add_argument("--value", type=_finite, required=True, help="value the channel is set to at every position")
     st.add_argument("--task", help="take the prompt and the two candidates from this task's first test pair")
     st.add_argument("--prompt", help="prompt text (with --tokens)")
     st.add_argument("--tokens", help="the two candidate next tokens, A,B")
-    st.add_argument("--strength", type=float, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
+    st.add_argument("--strength", type=_finite, nargs="+", default=[0.0, 0.25, 0.5, 0.75, 1.0])
     st.set_defaults(func=cmd_steer)
 
     c = sub.add_parser("corpus", help="build a corpus of Python code")
@@ -406,7 +393,7 @@ def build_parser() -> argparse.ArgumentParser:
     kl.set_defaults(func=cmd_tasks_list)
     ks = ksub.add_parser("show", help="examples of one task")
     ks.add_argument("name", help="task name or a .jsonl file")
-    ks.add_argument("-n", type=int, default=5)
+    ks.add_argument("-n", type=_count(1, 10 ** 5), default=5)
     ks.add_argument("--split", choices=["train", "test"], default="test")
     ks.add_argument("--seed", type=int, default=0)
     ks.set_defaults(func=cmd_tasks_show)

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_dir
-from ..errors import UserError
+from ..atomic import new_dir
+from ..errors import UserError, check_number
 from .bpe import BPETokenizer, train_bpe
 
 SKIP_DIRS = {"test", "tests", "idle_test", "site-packages", "dist-packages", "__pycache__"}
@@ -75,7 +75,15 @@ def is_validation(sha256: str, val_percent: float) -> bool:
 
 def build_corpus(out: str | Path, sources: list[str | Path] | None = None, vocab_size: int = 2048,
                  val_percent: float = 5.0, required_tokens: list[str] = (), progress=print) -> dict:
-    """Build a corpus directory at `out` (replaced whole on success); return its manifest."""
+    """Build a corpus directory at `out`, which must not exist yet (one rename makes it, so a killed
+    build leaves nothing half-written); return its manifest."""
+    out = Path(out)
+    if out.exists():
+        kind = "a file" if not out.is_dir() else "a folder that is not empty" if any(out.iterdir()) else "a folder"
+        raise UserError(f"--out {out} already exists ({kind}): a corpus is written into a new folder, nothing is "
+                        "replaced")
+    check_number("vocab_size", vocab_size, 260, 65536, integer=True)   # 256 bytes + specials; uint16 shards
+    check_number("val_percent", val_percent, 0, 100)
     default = not sources
     paths = [Path(s) for s in sources] if sources else default_sources()
     files = collect_python_files(paths, skip_tests=default)
@@ -98,7 +106,7 @@ def build_corpus(out: str | Path, sources: list[str | Path] | None = None, vocab
     manifest = {"version": 1, "vocab_size": tok.vocab_size, "eot_id": tok.eot_id,
                 "sources": [str(p) for p in paths], "val_percent": val_percent,
                 "skipped": {"not_utf8": not_utf8, "duplicates": duplicate}, "splits": {}, "files": []}
-    with atomic_dir(out) as tmp:
+    with new_dir(out) as tmp:
         tok.save(tmp)
         manifest["tokenizer_sha256"] = hashlib.sha256((tmp / "tokenizer.json").read_bytes()).hexdigest()
         for split in ("train", "val"):

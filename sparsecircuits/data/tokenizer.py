@@ -61,6 +61,8 @@ def load_tokenizer(directory: str | Path, vocab_size: int | None = None):
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path} is not valid JSON ({e})") from None
     if isinstance(data, dict) and data.get("type") == "char":
+        if not isinstance(data.get("chars"), str):
+            raise UserError(f"{path}: a char tokenizer needs 'chars', a string of its characters")
         tok = CharTokenizer(data["chars"])
     elif isinstance(data, dict) and looks_like_bpe(data):
         tok = BPETokenizer.from_json(text)

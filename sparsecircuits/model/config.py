@@ -3,7 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import UserError
+from ..errors import UserError, check_number
+
+# Upper bounds on each size: beyond them a config is a typo, whatever the memory would allow.
+SIZE_LIMITS = {"vocab_size": 2 ** 24, "block_size": 2 ** 20, "n_layer": 1024, "d_model": 2 ** 16, "n_head": 1024,
+               "d_head": 2 ** 12, "d_mlp": 2 ** 18}
 
 # The eight places AbsTopK can act, in forward order (METHOD 1).
 ABSTOPK_LOCATIONS = ("attn_in", "attn_q", "attn_k", "attn_v", "attn_out", "mlp_in", "mlp_neuron", "mlp_out")
@@ -19,6 +23,7 @@ class ModelConfig:
     d_head: int = 16
     d_mlp: int = 512
     norm: str = "rmsnorm"            # rmsnorm | layernorm | none
+    norm_eps: float | None = 1e-5    # None: the dtype's machine epsilon (torch's RMSNorm default)
     activation: str = "gelu"         # gelu | gelu_tanh (GPT-2's) | relu
     pos_emb: str = "none"            # none | learned | alibi (a fixed per-head recency bias)
     bigram: bool = True              # dense vocab x vocab logit table, never sparsified
@@ -28,25 +33,38 @@ class ModelConfig:
     afrac: float | None = None       # AbsTopK keeps round(afrac * width) entries; None = off
     abstopk_locations: tuple[str, ...] = field(default_factory=lambda: ABSTOPK_LOCATIONS)
     final_logit_bias: bool = False   # a fixed per-token bias added to the logits (imported models)
+    causal: bool = True              # False: every position sees every other (imported bidirectional models)
 
     def __post_init__(self):
-        for name in ("vocab_size", "block_size", "n_layer", "d_model", "n_head", "d_head", "d_mlp"):
-            if getattr(self, name) < 1:
-                raise UserError(f"model config '{name}' must be >= 1, got {getattr(self, name)}")
+        for name, limit in SIZE_LIMITS.items():
+            value = check_number(f"model config '{name}'", getattr(self, name), low=1, integer=True)
+            if value > limit:
+                raise UserError(f"model config '{name}' is too large: {value:,} (at most {limit:,})")
         for name, allowed in (("norm", ("rmsnorm", "layernorm", "none")),
                               ("activation", ("gelu", "gelu_tanh", "relu")), ("pos_emb", ("none", "learned", "alibi"))):
             if getattr(self, name) not in allowed:
                 raise UserError(f"model config '{name}' must be one of {'/'.join(allowed)}, got {getattr(self, name)!r}")
+        if self.norm_eps is not None and not (isinstance(self.norm_eps, (int, float)) and 0 <= self.norm_eps < 1):
+            raise UserError(f"model config 'norm_eps' must be a number in [0, 1) or null, got {self.norm_eps!r}")
+        if self.norm_eps is None and self.norm == "layernorm":
+            raise UserError("model config 'norm_eps' must be a number for layernorm")
         self.abstopk_locations = tuple(self.abstopk_locations)
         bad = [loc for loc in self.abstopk_locations if loc not in ABSTOPK_LOCATIONS]
         if bad:
             raise UserError(f"unknown AbsTopK location(s) {', '.join(bad)}; known: {', '.join(ABSTOPK_LOCATIONS)}")
         if self.afrac is not None:
-            if not 0 < self.afrac <= 1:
-                raise UserError(f"afrac must be in (0, 1], got {self.afrac}")
+            check_number("model config 'afrac'", self.afrac, low=0, high=1, low_open=True)
             for loc in self.abstopk_locations:
                 if self.abstopk_k(loc) < 1:
                     raise UserError(f"afrac {self.afrac} keeps no entry at {loc} (width {self.width(loc)})")
+
+    def n_floats(self) -> int:
+        """Floats the model holds: parameters and the attention mask (what building it allocates)."""
+        d, a, m, v, T = self.d_model, self.d_attn, self.d_mlp, self.vocab_size, self.block_size
+        per_layer = d * 3 * a + 3 * a + a * d + d + 2 * d * m + m + d + 2 * d + self.n_head
+        embed = v * d * (1 if self.tied else 2) + (T * d if self.pos_emb == "learned" else 0)
+        mask = T * (T + 1) * (self.n_head if self.pos_emb == "alibi" else 1)
+        return self.n_layer * per_layer + embed + (v * v if self.bigram else 0) + 2 * d + mask
 
     @property
     def d_attn(self) -> int:

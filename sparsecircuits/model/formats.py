@@ -14,8 +14,10 @@ import pickle
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
-from ..errors import UserError
+from ..errors import UserError, check_number
 from .config import ABSTOPK_LOCATIONS, ModelConfig
 
 HF_ACTIVATIONS = {"gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "gelu": "gelu", "relu": "relu"}
@@ -37,6 +39,15 @@ def detect_format(path: Path) -> str:
     raise UserError(f"{path} holds no model in a known format: expected config.json + model.safetensors "
                     f"(sparsecircuits), config.json + model.safetensors or pytorch_model.bin (Hugging Face "
                     f"GPT-2), or {RELEASE_CONFIG} + {RELEASE_WEIGHTS} (the authors' release)")
+
+
+def load_state(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except FileNotFoundError:
+        raise UserError(f"missing {path.name} in {path.parent}") from None
+    except (SafetensorError, OSError, ValueError) as e:
+        raise UserError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0]})") from None
 
 
 def load_pt(path: Path) -> dict[str, torch.Tensor]:
@@ -66,16 +77,17 @@ def hf_gpt2_config(c: dict, source: str) -> ModelConfig:
     for key in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
         if c.get(key):
             raise UserError(f"{source}: GPT-2 option {key} is not converted")
-    if abs(float(c.get("layer_norm_epsilon", 1e-5)) - 1e-5) > 1e-12:
-        raise UserError(f"{source}: layer_norm_epsilon {c['layer_norm_epsilon']} is not converted (only 1e-5)")
     if c.get("scale_attn_weights") is False:
         raise UserError(f"{source}: GPT-2 without scaled attention is not converted")
     try:
+        for key in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+            check_number(f"{source}: GPT-2 config key '{key}'", c[key], low=1, integer=True)
+        check_number(f"{source}: GPT-2 config key 'layer_norm_epsilon'", c.get("layer_norm_epsilon", 1e-5), low=0)
         d, h = c["n_embd"], c["n_head"]
         return ModelConfig(vocab_size=c["vocab_size"], block_size=c["n_positions"], n_layer=c["n_layer"], d_model=d,
                            n_head=h, d_head=d // h, d_mlp=c.get("n_inner") or 4 * d, norm="layernorm",
                            activation=HF_ACTIVATIONS[act], pos_emb="learned", bigram=False, sink=False, bias=True,
-                           tied=c.get("tie_word_embeddings", True))
+                           tied=c.get("tie_word_embeddings", True), norm_eps=c.get("layer_norm_epsilon", 1e-5))
     except KeyError as e:
         raise UserError(f"{source} lacks the GPT-2 config key {e.args[0]!r}") from None
 
@@ -97,7 +109,6 @@ def hf_gpt2_state(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str,
 
 
 def read_hf_gpt2(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], str]:
-    from .io import load_state
     cfg = hf_gpt2_config(json.loads((path / "config.json").read_text()), str(path / "config.json"))
     if (path / "model.safetensors").exists():
         weights = path / "model.safetensors"
@@ -121,11 +132,14 @@ def release_config(c: dict, state: dict[str, torch.Tensor], source: str) -> Mode
     if c.get("enable_bigram_table") and "bigram_table" not in state:
         raise UserError(f"{source}: enable_bigram_table is set but the weights hold no bigram_table")
     try:
+        for key in ("vocab_size", "block_size", "n_layer", "d_model", "n_head"):
+            check_number(f"{source}: config key '{key}'", c[key], low=1, integer=True)
         d_model = c["d_model"]
         return ModelConfig(vocab_size=c["vocab_size"], block_size=c["block_size"], n_layer=c["n_layer"],
                            d_model=d_model, n_head=c["n_head"], d_head=c.get("d_head") or d_model // c["n_head"],
                            d_mlp=c.get("d_mlp") or c.get("n_mlp") or 4 * d_model,
                            norm="rmsnorm" if c.get("rms_norm", True) else "layernorm",
+                           norm_eps=None if c.get("rms_norm", True) else 1e-5,  # torch's defaults, as theirs
                            activation=c.get("activation_type", "gelu"),
                            pos_emb="learned" if "transformer.wpe.weight" in state else "none",
                            bigram="bigram_table" in state, sink=bool(c.get("sink", False)),
@@ -153,5 +167,7 @@ def read_release(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], str]
         c = json.loads(config.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{config} is not valid JSON ({e})") from None
+    if not isinstance(c, dict):
+        raise UserError(f"{config} must hold a JSON object, not a {type(c).__name__}")
     state = load_pt(path / RELEASE_WEIGHTS)
     return release_config(c, state, str(config)), release_state(state), str(path / RELEASE_WEIGHTS)

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from ..atomic import atomic_path, atomic_write_text
 from ..config_io import load_json, to_dict
 from ..data.tokenizer import load_any_tokenizer
 from ..errors import UserError
 from .config import ModelConfig
-from .formats import detect_format, read_hf_gpt2, read_release
+from .formats import detect_format, load_state, read_hf_gpt2, read_release
 from .transformer import SparseTransformer
 
 CONFIG, WEIGHTS = "config.json", "model.safetensors"
@@ -32,19 +32,12 @@ def save_model(model: SparseTransformer, path: str | Path, extra: dict | None = 
     atomic_write_text(path / CONFIG, json.dumps(to_dict(model.cfg), indent=2) + "\n")
 
 
-def load_state(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path))
-    except FileNotFoundError:
-        raise UserError(f"missing {path.name} in {path.parent}") from None
-    except (SafetensorError, OSError, ValueError) as e:
-        raise UserError(f"{path} is not a readable safetensors file ({str(e).splitlines()[0]})") from None
-
-
-def load_model(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | Path | None = None) -> SparseTransformer:
+def load_model(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | Path | None = None,
+               causal: bool | None = None) -> SparseTransformer:
     """Load a model directory: ours (`save_model`), a Hugging Face GPT-2 or the authors' release
     (`formats`); raise UserError naming what is wrong. `tokenizer`: a directory with `tokenizer.json`
-    or GPT-2-style `encoder.json` + `vocab.bpe`, for models whose folder has none."""
+    or GPT-2-style `encoder.json` + `vocab.bpe`, for models whose folder has none. `causal=False`
+    lets every position attend to every other (a bidirectional model imported as ours)."""
     path = Path(path)
     if not path.is_dir():
         raise UserError(f"model directory {path} does not exist")
@@ -55,6 +48,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", tokenizer: 
         cfg, state, source = read_release(path)
     else:
         cfg, state, source = load_json(ModelConfig, path / CONFIG), load_state(path / WEIGHTS), str(path / WEIGHTS)
+    if causal is not None:
+        cfg = replace(cfg, causal=causal)
     model = SparseTransformer(cfg)
     assign_state(model, state, source=source)
     model.source = str(path.resolve())  # its tokenizer, run config and mean cache live there; circuits name it
@@ -77,4 +72,9 @@ def assign_state(model: SparseTransformer, state: dict[str, torch.Tensor], sourc
         problems.append("mis-shaped " + ", ".join(f"{k} {tuple(state[k].shape)} != {tuple(own[k].shape)}" for k in shaped[:5]))
     if problems:
         raise UserError(f"{source} does not match its config: " + "; ".join(problems))
+    for k, v in state.items():
+        if not v.is_floating_point():
+            raise UserError(f"{source}: tensor {k} is {v.dtype}, not floating point")
+        if not torch.isfinite(v).all():
+            raise UserError(f"{source}: tensor {k} holds NaN or inf")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})

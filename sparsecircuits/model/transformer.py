@@ -6,16 +6,26 @@ AbsTopK acts before the hook at its location, so hooks see what the next layer r
 from __future__ import annotations
 
 import math
+import os
 from contextlib import contextmanager
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..errors import UserError
 from .config import ModelConfig
 from .hooks import HookPoints, hook_names
 from .loss import unembed_cross_entropy
+
+
+def check_fits(cfg: ModelConfig) -> None:
+    """Refuse, before allocating, a model whose weights alone would not fit in this machine's memory."""
+    need = 4 * cfg.n_floats()
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise UserError(f"model too large: {cfg.n_floats():,} floats ({need / 2 ** 30:,.1f} GiB) do not fit in this "
+                        f"machine's {have / 2 ** 30:.1f} GiB of memory")
 
 
 def abs_topk(x: torch.Tensor, k: int | None) -> torch.Tensor:
@@ -28,24 +38,25 @@ def abs_topk(x: torch.Tensor, k: int | None) -> torch.Tensor:
 
 def make_norm(cfg: ModelConfig) -> nn.Module:
     if cfg.norm == "rmsnorm":
-        return nn.RMSNorm(cfg.d_model, eps=1e-5)
+        return nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
     if cfg.norm == "layernorm":
-        return nn.LayerNorm(cfg.d_model, bias=cfg.bias)
+        return nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps, bias=cfg.bias)
     return nn.Identity()
 
 
 def attention_mask(cfg: ModelConfig) -> torch.Tensor:
-    """Additive logits over [sink key, key 0, ..., key T-1]: -inf on future keys, the sink column open.
+    """Additive logits over [sink key, key 0, ..., key T-1]: -inf on future keys (unless the model is
+    not causal), the sink column open.
 
-    With ALiBi, head h also adds -m_h * (i - j) for query i and key j (m_h = 2^(-8(h+1)/H)): a fixed
+    With ALiBi, head h also adds -m_h * |i - j| for query i and key j (m_h = 2^(-8(h+1)/H)): a fixed
     recency bias, so a head can find the nearest earlier token of a kind without a position embedding.
     """
     T = cfg.block_size
-    future = torch.ones(T, T).triu(1).bool()
+    future = torch.ones(T, T).triu(1).bool() if cfg.causal else torch.zeros(T, T, dtype=torch.bool)
     mask = torch.zeros(T, T).masked_fill(future, float("-inf"))
     if cfg.pos_emb == "alibi":
         slopes = 2.0 ** (-8.0 * torch.arange(1, cfg.n_head + 1) / cfg.n_head)
-        distance = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).clamp(min=0)
+        distance = (torch.arange(T)[:, None] - torch.arange(T)[None, :]).abs()
         mask = mask - slopes[:, None, None] * distance
     return F.pad(mask, (1, 0))
 
@@ -139,6 +150,7 @@ class SparseTransformer(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        check_fits(cfg)
         self.cfg = cfg
         self.source, self.tokenizer = None, None  # set by `load`: the model directory and its tokenizer
         self.hooks = HookPoints(hook_names(cfg.n_layer))
@@ -231,9 +243,3 @@ class SparseTransformer(nn.Module):
         with self.hooked([(n, record) for n in (names if names is not None else self.hook_names)]):
             logits = self(idx)
         return logits, cache
-
-    # ---- persistence ---------------------------------------------------------------------------
-    def save(self, path: str | Path, extra: dict | None = None) -> None:
-        """Write `config.json` + `model.safetensors` (+ extra JSON files) atomically into `path`."""
-        from .io import save_model
-        save_model(self, path, extra)

@@ -24,6 +24,10 @@ class ListTask(Task):
         super().__init__(name=name, description=description or f"{len(items)} examples", make=None,
                          candidates=candidates, binary=binary)
         self.items, self.test_percent = items, test_percent
+        n_test = sum(self._is_test(e.prompt) for e in items)
+        if n_test in (0, len(items)):
+            raise UserError(f"task {name} has {len(items)} examples, {n_test} of them in the test split: a task "
+                            f"needs examples in both splits ({test_percent:g}% of prompts are test, by hash)")
 
     def examples(self, split: str, n: int, seed: int = 0) -> list[Example]:
         if split not in ("train", "test"):
@@ -39,8 +43,12 @@ def load_jsonl_task(path: str | Path, name: str | None = None) -> ListTask:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"task file {path} does not exist")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"task file {path} is not UTF-8 text (byte {e.start})") from None
     items = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8", errors="strict").splitlines(), start=1):
+    for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -49,6 +57,8 @@ def load_jsonl_task(path: str | Path, name: str | None = None) -> ListTask:
             raise UserError(f"{path} line {lineno}: not valid JSON ({e.msg})") from None
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not isinstance(row.get("correct"), str):
             raise UserError(f"{path} line {lineno}: needs string fields \"prompt\" and \"correct\"")
+        if not row["prompt"]:
+            raise UserError(f"{path} line {lineno}: empty prompt")
         wrong = row.get("wrong")
         if wrong is not None and not isinstance(wrong, str):
             raise UserError(f"{path} line {lineno}: \"wrong\" must be a string")

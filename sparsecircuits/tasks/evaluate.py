@@ -14,11 +14,27 @@ from .base import Example, Task
 @dataclass
 class EncodedTask:
     """Examples as tensors: right-padded prompts, their lengths and candidate token ids."""
-    tokens: torch.Tensor    # (n, T) prompt ids, right-padded
-    last: torch.Tensor      # (n,) index of each prompt's last token
-    correct: torch.Tensor   # (n,)
-    wrong: torch.Tensor     # (n,) or -1 where the task is scored over the whole vocabulary
+    tokens: torch.Tensor      # (n, T) prompt ids, right-padded
+    last: torch.Tensor        # (n,) index of each prompt's last token
+    correct: torch.Tensor     # (n,)
+    wrong: torch.Tensor       # (n,) or -1 where the task is scored over the whole vocabulary
     binary: bool
+    candidates: torch.Tensor  # (c,) token ids of the task's candidates
+    correct_k: torch.Tensor   # (n,) position of `correct` in `candidates`
+    wrong_k: torch.Tensor     # (n,) position of `wrong` in `candidates` (0 for vocabulary tasks)
+
+    def __len__(self) -> int:
+        return len(self.last)
+
+    def subset(self, idx) -> "EncodedTask":
+        return EncodedTask(self.tokens[idx], self.last[idx], self.correct[idx], self.wrong[idx], self.binary,
+                           self.candidates, self.correct_k[idx], self.wrong_k[idx])
+
+    def repeat(self, k: int) -> "EncodedTask":
+        """The examples `k` times over, one copy after another."""
+        return EncodedTask(self.tokens.repeat(k, 1), self.last.repeat(k), self.correct.repeat(k),
+                           self.wrong.repeat(k), self.binary, self.candidates, self.correct_k.repeat(k),
+                           self.wrong_k.repeat(k))
 
 
 def candidate_ids(task: Task, tokenizer) -> dict[str, int]:
@@ -35,16 +51,22 @@ def candidate_ids(task: Task, tokenizer) -> dict[str, int]:
 
 
 def encode_examples(task: Task, examples: list[Example], tokenizer, block_size: int) -> EncodedTask:
+    if not examples:
+        raise UserError(f"task {task.name}: no examples to encode")
     ids = candidate_ids(task, tokenizer)
-    prompts = [tokenizer.encode(e.prompt)[-block_size:] for e in examples]
+    prompts = [tokenizer.encode(e.prompt)[-block_size:] for e in examples]  # a long prompt keeps its end
     pad = getattr(tokenizer, "eot_id", 0)
     T = max(len(p) for p in prompts)
     tokens = torch.full((len(prompts), T), pad, dtype=torch.long)
     for i, p in enumerate(prompts):
         tokens[i, : len(p)] = torch.tensor(p)
+    position = {c: k for k, c in enumerate(task.candidates)}
     return EncodedTask(tokens, torch.tensor([len(p) - 1 for p in prompts]),
                        torch.tensor([ids[e.correct] for e in examples]),
-                       torch.tensor([ids[e.wrong] if e.wrong is not None else -1 for e in examples]), task.binary)
+                       torch.tensor([ids[e.wrong] if e.wrong is not None else -1 for e in examples]), task.binary,
+                       torch.tensor([ids[c] for c in task.candidates]),
+                       torch.tensor([position[e.correct] for e in examples]),
+                       torch.tensor([position[e.wrong] if e.wrong is not None else 0 for e in examples]))
 
 
 def task_losses(logits: torch.Tensor, enc: EncodedTask) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,8 +89,7 @@ def evaluate_task(model, task: Task, tokenizer, n: int = 200, split: str = "test
     enc = encode_examples(task, task.examples(split, n, seed), tokenizer, model.cfg.block_size)
     losses, right = [], []
     for i in range(0, len(enc.last), batch_size):
-        part = EncodedTask(enc.tokens[i:i + batch_size], enc.last[i:i + batch_size], enc.correct[i:i + batch_size],
-                           enc.wrong[i:i + batch_size], enc.binary)
+        part = enc.subset(slice(i, i + batch_size))
         loss, ok = task_losses(model(part.tokens.to(device)), part)
         losses.append(loss.cpu())
         right.append(ok.cpu())

@@ -21,7 +21,7 @@ from ..config_io import load_json
 from ..errors import UserError
 from ..model.io import load_model
 from ..model.transformer import abs_topk
-from .config import RunConfig
+from .config import RUN_FILE, RunConfig
 
 BRIDGES_FILE = "bridges.safetensors"
 
@@ -115,7 +115,6 @@ def steer(sparse, dense, bridges: Bridges, tokens: torch.Tensor, site: str, chan
 
 def load_bridged(sparse_dir) -> tuple:
     """(sparse model, dense model, bridges) of a model trained with `--bridge-to`."""
-    from .trainer import RUN_FILE  # the trainer imports this module
 
     sparse_dir = Path(sparse_dir)
     sparse = load_model(sparse_dir)

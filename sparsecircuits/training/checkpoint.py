@@ -1,40 +1,72 @@
-"""Training checkpoints: model, Adam state and progress in `OUT/checkpoint/`, replaced atomically."""
+"""Training checkpoints: model, Adam state and progress in `OUT/checkpoint-STEP/`.
+
+Each checkpoint is written into a temp folder that becomes `checkpoint-STEP` by one rename, and
+only then are the older ones removed; so at any instant of a kill the newest complete checkpoint is
+on disk, and `resume` takes it. A full disk while writing ends in a one-line error with the previous
+checkpoint untouched.
+"""
 from __future__ import annotations
 
 import json
+import re
+import shutil
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
-from ..atomic import atomic_dir
+from ..atomic import new_dir, remove_stale
 from ..errors import UserError
-from ..model.io import load_state
+from ..model.formats import load_state
 
 CHECKPOINT = "checkpoint"
+_NAME = re.compile(rf"^{CHECKPOINT}-(\d+)$")
 
 
-def save_checkpoint(out: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict) -> None:
+def checkpoints(out: Path) -> list[Path]:
+    """The complete checkpoints in `out`, oldest first."""
+    if not out.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in out.iterdir() if p.is_dir() and (m := _NAME.match(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(out: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict) -> Path:
     names = {id(p): n for n, p in model.named_parameters()}
     optim = {}
     for group in opt.param_groups:
         for p in group["params"]:
             for key, value in opt.state.get(p, {}).items():
                 optim[f"{names[id(p)]}/{key}"] = value.detach().to("cpu").reshape(value.shape).contiguous()
-    with atomic_dir(out / CHECKPOINT) as tmp:
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}, str(tmp / "model.safetensors"))
-        save_file(optim, str(tmp / "optimizer.safetensors"))
-        (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+    remove_stale_checkpoints(out)
+    path = out / f"{CHECKPOINT}-{state['step']:08d}"
+    older = [p for p in checkpoints(out) if p != path]
+    if not path.exists():
+        try:
+            with new_dir(path) as tmp:
+                save_file({k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()},
+                          str(tmp / "model.safetensors"))
+                save_file(optim, str(tmp / "optimizer.safetensors"))
+                (tmp / "state.json").write_text(json.dumps(state, indent=2) + "\n")
+        except (OSError, SafetensorError) as e:
+            raise UserError(f"cannot write a checkpoint into {out} ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                            f"the previous one is kept") from None
+    for p in older:
+        shutil.rmtree(p, ignore_errors=True)
+    return path
 
 
 def load_checkpoint(out: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict | None:
-    """Restore model and optimiser from `out/checkpoint`; return its state dict, or None if absent."""
-    path = out / CHECKPOINT
-    if not path.exists():
+    """Restore model and optimiser from the newest checkpoint in `out`; its state, or None if none."""
+    remove_stale_checkpoints(out)
+    found = checkpoints(out)
+    if not found:
         return None
+    path = found[-1]
     try:
         state = json.loads((path / "state.json").read_text())
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"checkpoint {path} is unreadable ({e})") from None
     weights = load_state(path / "model.safetensors")
     optim = load_state(path / "optimizer.safetensors")
@@ -50,3 +82,11 @@ def load_checkpoint(out: Path, model: torch.nn.Module, opt: torch.optim.Optimize
         p = params[name]
         opt.state[p][slot] = value.to(p.device) if slot != "step" else value
     return state
+
+
+def remove_stale_checkpoints(out: Path) -> None:
+    """Temp folders of checkpoints whose writer was killed."""
+    if out.is_dir():
+        for p in out.iterdir():
+            if p.name.startswith(f".{CHECKPOINT}-") and p.name.endswith(".tmp"):
+                remove_stale(out / p.name.split(".")[1])

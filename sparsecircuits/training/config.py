@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..errors import UserError
+from ..errors import UserError, check_number
 from ..model.config import ModelConfig
 from ..sparsity.projection import check_density
+
+RUN_FILE = "run.json"  # a trained model's RunConfig, beside its weights
 
 
 @dataclass
@@ -44,22 +46,32 @@ class TrainConfig:
     bridge_afrac: float = 0.25       # AbsTopK fraction of the bridges' encoders
     seed: int = 0
     checkpoint_every: int = 500
-    autocast: str = "bf16"           # bf16 | none
+    autocast: str = "auto"           # auto (bf16 on GPUs, fp32 on CPUs) | bf16 | none
     device: str = "auto"             # auto | cpu | cuda | cuda:N
 
     def __post_init__(self):
         check_density(self.density)
         for name in ("steps", "batch_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise UserError(f"train config '{name}' must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.anneal_start <= self.anneal_end <= 1:
+            check_number(f"train config '{name}'", getattr(self, name), 1, integer=True)
+        check_number("train config 'min_per_neuron'", self.min_per_neuron, 0, integer=True)
+        for name in ("lr", "eps"):
+            check_number(f"train config '{name}'", getattr(self, name), 0, low_open=True)
+        for name in ("weight_decay", "distill_weight", "bridge_weight"):
+            check_number(f"train config '{name}'", getattr(self, name), 0)
+        check_number("train config 'warmup_frac'", self.warmup_frac, 0, 1)
+        check_number("train config 'bridge_afrac'", self.bridge_afrac, 0, 1, low_open=True)
+        for name in ("anneal_start", "anneal_end"):
+            check_number(f"train config '{name}'", getattr(self, name), 0, 1)
+        if self.anneal_start > self.anneal_end:
             raise UserError("anneal_start and anneal_end must satisfy 0 <= start <= end <= 1")
-        if self.lr <= 0 or self.eps <= 0 or self.weight_decay < 0 or self.distill_weight < 0 or self.bridge_weight < 0:
-            raise UserError("lr and eps must be > 0; weight_decay, distill_weight and bridge_weight >= 0")
-        if not 0 < self.bridge_afrac <= 1:
-            raise UserError(f"bridge_afrac must be in (0, 1], got {self.bridge_afrac}")
-        if self.autocast not in ("bf16", "none"):
-            raise UserError(f"autocast must be bf16 or none, got {self.autocast!r}")
+        if not isinstance(self.betas, (list, tuple)) or len(self.betas) != 2:
+            raise UserError(f"train config 'betas' must be two numbers, got {self.betas!r}")
+        for b in self.betas:
+            check_number("train config 'betas'", b, 0, 1)
+            if b >= 1:
+                raise UserError(f"train config 'betas' must be in [0, 1), got {self.betas!r}")
+        if self.autocast not in ("auto", "bf16", "none"):
+            raise UserError(f"autocast must be auto, bf16 or none, got {self.autocast!r}")
         self.betas = tuple(self.betas)
 
 

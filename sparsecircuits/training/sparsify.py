@@ -13,8 +13,8 @@ from ..config_io import from_dict, load_json
 from ..errors import UserError
 from ..model.io import load_model
 from ..sparsity.projection import check_density
-from .config import DataConfig, RunConfig, TrainConfig
-from .trainer import RUN_FILE, Trainer
+from .config import RUN_FILE, DataConfig, RunConfig, TrainConfig
+from .trainer import Trainer
 
 # Finetuning starts from a trained model: annealing starts at once; the second half recovers.
 FINETUNE_DEFAULTS = {"lr": 1e-2, "warmup_frac": 0.01, "anneal_start": 0.0, "anneal_end": 0.5,

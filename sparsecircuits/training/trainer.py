@@ -1,7 +1,7 @@
 """The training loop of METHOD 3 (and, with a teacher, the sparsity-finetuning of METHOD 4).
 
-One step: forward (bf16 autocast by default) -> loss (+ distillation) -> backward -> gradient RMS
-normalisation -> Adam -> exact top-k projection at the annealed density -> decoupled weight decay.
+One step: forward (bf16 autocast on GPUs, fp32 on CPUs by default) -> loss (+ distillation) ->
+backward -> gradient RMS normalisation -> Adam -> exact top-k projection at the annealed density -> decoupled weight decay.
 Batches are a pure function of (seed, step) and the projection is exact, so a run resumed from a
 checkpoint ends with the same weights as one never interrupted.
 """
@@ -21,17 +21,15 @@ from ..data.addition import AdditionData
 from ..data.corpus import CorpusData
 from ..errors import UserError
 from ..atomic import atomic_path
-from ..model.io import assign_state, load_model
+from ..model.io import assign_state, load_model, save_model
 from ..model.transformer import SparseTransformer
 from ..sparsity.projection import TopKProjector, sparsified_parameters
 from ..sparsity.schedule import density_at, lr_at
 from .bridges import BRIDGES_FILE, Bridges, bridge_loss
 from .checkpoint import load_checkpoint, save_checkpoint
-from .config import RunConfig
+from .config import RUN_FILE, RunConfig
 from .distributed import setup
 from .optim import decay_weights, make_adam, normalize_grad_rms
-
-RUN_FILE = "run.json"
 
 
 def make_data(run: RunConfig) -> AdditionData | CorpusData:
@@ -108,7 +106,8 @@ class Trainer:
 
     def loss(self, x: torch.Tensor, y: torch.Tensor, step: int = 0) -> torch.Tensor:
         t = self.run.train
-        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=t.autocast == "bf16")
+        bf16 = t.autocast == "bf16" or (t.autocast == "auto" and self.device.type == "cuda")
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16)
         if self.bridges is None and self.teacher is None:
             with autocast:
                 return self.net(x, y)  # the model's own chunked loss: no full logits
@@ -191,7 +190,7 @@ class Trainer:
         """The final model directory: weights, config, tokenizer, run config and loss history."""
         self.model.eval()
         if self.procs.main:
-            self.model.save(self.out, extra={RUN_FILE: to_dict(self.run), "train_log.json": self.history})
+            save_model(self.model, self.out, extra={RUN_FILE: to_dict(self.run), "train_log.json": self.history})
             self.data.tokenizer.save(self.out)
             if self.bridges is not None:
                 with atomic_path(self.out / BRIDGES_FILE) as tmp:

@@ -17,7 +17,7 @@ import torch
 from ..circuits.circuit import Circuit
 from ..circuits.nodes import parse_node
 from ..circuits.effects import ablation_effects, circuit_pruner
-from ..circuits.prune import Pruner
+from ..circuits.pruner import Pruner
 from ..circuits.run import circuit_corpus, reference_data
 from ..errors import UserError
 from ..model.hooks import NODE_LOCATIONS
@@ -149,6 +149,7 @@ def model_view(circuit: Circuit, model, means, label: str, circuit_dir: str | Pa
         "numbers": {"full_loss": _r(circuit.full_loss), "circuit_loss": _r(circuit.loss), "target": circuit.target,
                     "reached": circuit.reached, "nodes": circuit.n_nodes, "edges": circuit.n_edges,
                     "curve": [[k, _r(v)] for k, v in circuit.curve], "ablation": pruner.cfg.ablation,
+                    "trained": circuit.settings.get("trained"),
                     "validation": validation, "validation_note": validation_note},
         "locations": list(NODE_LOCATIONS),
         "prompts": prompts,

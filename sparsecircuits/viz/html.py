@@ -11,7 +11,7 @@ from ..atomic import atomic_write_text
 VIEWS = ("flow", "grid", "graph", "numbers")
 
 _SECTIONS = {
-    "flow": """<section id="view-flow"><h2>1. Information flow over token positions</h2>
+    "flow": """<section id="view-flow"><h2>{n}. Information flow over token positions</h2>
 <p class="note">Columns are tokens, rows the input and each layer. A blue line is information that moves
 from one position to a later one through the circuit's attention heads (attention weight x the size of the
 kept value channels' write); only links that reach the chosen position are drawn. Grey: the residual
@@ -22,15 +22,15 @@ stream.</p>
 <option value="0.05" selected>5%</option><option value="0.1">10%</option><option value="0.2">20%</option></select>
 </label></div>
 <div class="panels" id="flow-panels"></div></section>""",
-    "grid": """<section id="view-grid"><h2>2. Component grid</h2>
+    "grid": """<section id="view-grid"><h2>{n}. Component grid</h2>
 <p class="note">Layers x components (attention heads, MLP). A cell is lit when the circuit keeps any of its
 nodes; lines join components through the residual channels they write and read, width by the circuit's
 weights.</p>
 <div class="panels" id="grid-panels"></div></section>""",
-    "graph": """<section id="view-graph"><h2>3. Node graph</h2>
+    "graph": """<section id="view-graph"><h2>{n}. Node graph</h2>
 <div class="controls"><label>model <select id="graph-model"></select></label></div>
 <div id="graph-wrap"><div id="graph" class="panel"></div><aside id="node-panel"></aside></div></section>""",
-    "numbers": """<section id="view-numbers"><h2>4. Numbers</h2>
+    "numbers": """<section id="view-numbers"><h2>{n}. Numbers</h2>
 <div class="panels" id="numbers-panels"></div></section>""",
 }
 
@@ -50,7 +50,7 @@ def _script_json(data) -> str:
 def render(models: list[dict], title: str, views=VIEWS) -> str:
     views = [v for v in VIEWS if v in views]
     nav = " ".join(f'<a href="#view-{v}">{_TITLES[v]}</a>' for v in views)
-    body = "\n".join(_SECTIONS[v] for v in views)
+    body = "\n".join(_SECTIONS[v].replace("{n}", str(i)) for i, v in enumerate(views, start=1))  # numbered as shown
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:">

@@ -4,9 +4,9 @@ from __future__ import annotations
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
-def make_server(page: str, port: int = 0) -> ThreadingHTTPServer:
-    """A loopback server answering every GET with `page`; port 0 picks a free port."""
-    body = page.encode("utf-8")
+def make_server(page: str = "", port: int = 0) -> ThreadingHTTPServer:
+    """A loopback server answering every GET with `page` (settable later as `server.page`, so the
+    port is taken, or refused, before the page is built); port 0 picks a free port."""
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -17,6 +17,7 @@ def make_server(page: str, port: int = 0) -> ThreadingHTTPServer:
             if self.path.split("?")[0] not in ("/", "/index.html"):
                 self.send_error(404)
                 return
+            body = self.server.page.encode("utf-8")
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -26,4 +27,6 @@ def make_server(page: str, port: int = 0) -> ThreadingHTTPServer:
         def log_message(self, *args):
             """No line per request on the terminal."""
 
-    return ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.page = page
+    return server

@@ -31,7 +31,7 @@ function panel(parent, title) {
   return p;
 }
 
-// ---- view 1: information flow over token positions -------------------------------------------
+// ---- information flow over token positions ----------------------------------------------------
 function drawFlow() {
   const box = document.getElementById("flow-panels");
   if (!box) return;
@@ -99,7 +99,7 @@ function setupFlow() {
   drawFlow();
 }
 
-// ---- view 2: component grid ----------------------------------------------------------------------
+// ---- component grid ------------------------------------------------------------------------------
 function drawGrid() {
   const box = document.getElementById("grid-panels");
   for (const m of MODELS) {
@@ -125,7 +125,7 @@ function drawGrid() {
   }
 }
 
-// ---- view 3: node graph ----------------------------------------------------------------------
+// ---- node graph ------------------------------------------------------------------------------
 function drawGraph() {
   const box = document.getElementById("graph");
   if (!box) return;
@@ -235,7 +235,7 @@ function setupGraph() {
   drawGraph();
 }
 
-// ---- view 4: numbers ---------------------------------------------------------------------------
+// ---- numbers -----------------------------------------------------------------------------------
 function curveSvg(m) {
   const pts = m.numbers.curve.filter(p => p[0] > 0).sort((a, b) => a[0] - b[0]);
   const W = 320, H = 180, pad = 36, s = sv("svg", {width: W, height: H});
@@ -248,7 +248,8 @@ function curveSvg(m) {
   pts.forEach((p, i) => s.appendChild(sv("circle", {cx: X(xs[i]), cy: Y(ys[i]), r: 2.5, fill: "#2563eb"})));
   s.appendChild(sv("line", {x1: pad, x2: W - 10, y1: Y(m.numbers.target), y2: Y(m.numbers.target), stroke: "#b45309",
     "stroke-dasharray": "4 3"}));
-  s.appendChild(sv("text", {x: pad, y: H - 6}, "nodes kept (log): " + pts[0][0] + " \u2026 " + pts[pts.length - 1][0]));
+  s.appendChild(sv("text", {x: pad, y: H - 6}, "nodes kept (log), trained set then cleanup: " + pts[0][0] + " \u2026 " +
+    pts[pts.length - 1][0]));
   s.appendChild(sv("text", {x: 2, y: 12}, "task loss (dashed: target " + m.numbers.target + ")"));
   s.appendChild(sv("text", {x: 2, y: Y(y1) + 14}, fmt(y1, 2)));
   s.appendChild(sv("text", {x: 2, y: Y(0)}, "0"));
@@ -261,7 +262,8 @@ function drawNumbers() {
     const p = panel(box, m.label), n = m.numbers, t = el("table", {class: "numbers"});
     const rows = [["task", m.task], ["full model task loss", fmt(n.full_loss)], ["circuit task loss", fmt(n.circuit_loss)],
       ["target loss", n.target + (n.reached ? " (reached)" : " (NOT reached)")], ["nodes", n.nodes],
-      ["edges", n.edges], ["ablation", n.ablation]];
+      ["edges", n.edges], ["trained set before cleanup", n.trained ? n.trained.nodes + " nodes, " + n.trained.edges + " edges" : "-"],
+      ["ablation", n.ablation]];
     for (const [k, v] of rows) {
       const tr = t.appendChild(el("tr"));
       tr.appendChild(el("td", {}, k));
@@ -274,7 +276,7 @@ function drawNumbers() {
     const vt = el("table", {class: "validation"});
     const checks = [["sufficiency (circuit alone)", v.sufficiency.loss], ["necessity (circuit removed)",
       v.necessity.loss_without_circuit], ["attribution baseline, same size", v.attribution_baseline.loss],
-      ["patch-back", v.patch_back.patched_loss], ["binarised features", v.binarised_loss]];
+      ["patch-back", v.patch_back.patched_loss], ["binarised features", v.binarised.loss]];
     for (const [name, c] of Object.entries(v.controls || {})) {
       checks.push(["control: " + name.replace(/_/g, " ") + " (" + c.edges + " edges)", c.loss]);
     }

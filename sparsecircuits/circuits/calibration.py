@@ -1,0 +1,74 @@
+"""Logit calibration of a pruned model (METHOD 6): a scale of the final logits and a bias per
+candidate token, fitted because ablating most of a model leaves its logits badly calibrated.
+
+The bias belongs to a token, never to "the correct answer": in a contrast pair the two prompts swap
+their answers, so a constant bias cannot beat chance on a circuit that carries no information.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..tasks.evaluate import EncodedTask
+
+
+def task_outputs(logits: torch.Tensor, enc: EncodedTask) -> torch.Tensor:
+    """Binary tasks: correct minus wrong logit at the last position. Vocabulary tasks: the last logits."""
+    last = logits[torch.arange(len(enc.last)), enc.last.to(logits.device)].float()
+    if not enc.binary:
+        return last
+    correct, wrong = enc.correct.to(logits.device), enc.wrong.to(logits.device)
+    return last.gather(1, correct[:, None])[:, 0] - last.gather(1, wrong[:, None])[:, 0]
+
+
+@dataclass
+class Calibration:
+    """`scale * logits + bias[token]`, bias over the task's candidate tokens (`EncodedTask.candidates`)."""
+    scale: float = 1.0
+    bias: tuple[float, ...] = ()
+
+    def tensors(self, n_candidates: int) -> tuple[torch.Tensor, torch.Tensor]:
+        bias = torch.tensor(self.bias, dtype=torch.float32) if self.bias else torch.zeros(n_candidates)
+        return torch.tensor(float(self.scale)), bias
+
+    def to_json(self) -> dict:
+        return {"scale": self.scale, "bias": list(self.bias)}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "Calibration":
+        return cls(float(d["scale"]), tuple(float(b) for b in d["bias"]))
+
+
+def calibrated_loss(out: torch.Tensor, enc: EncodedTask, scale: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Task loss (METHOD 5) of outputs `out` (from `task_outputs`) after calibration."""
+    bias = bias.to(out.device)
+    if enc.binary:
+        z = scale * out + bias[enc.correct_k.to(out.device)] - bias[enc.wrong_k.to(out.device)]
+        return F.softplus(-z).mean()
+    logits = (scale * out).index_add(1, enc.candidates.to(out.device), bias.expand(len(out), -1))
+    return F.cross_entropy(logits, enc.correct.to(out.device))
+
+
+def loss_with(out: torch.Tensor, enc: EncodedTask, calib: Calibration) -> float:
+    return float(calibrated_loss(out, enc, *calib.tensors(len(enc.candidates))))
+
+
+def fit_calibration(out: torch.Tensor, enc: EncodedTask, start: Calibration | None = None) -> Calibration:
+    """LBFGS on log-scale and biases over outputs `out` of the examples `enc`."""
+    start = start or Calibration()
+    scale, bias = start.tensors(len(enc.candidates))
+    log_scale = scale.clamp_min(1e-3).log().clone().requires_grad_(True)
+    bias = bias.clone().requires_grad_(True)
+    opt = torch.optim.LBFGS([log_scale, bias], lr=0.5, max_iter=40, line_search_fn="strong_wolfe")
+    out = out.detach().float()
+
+    def closure():
+        opt.zero_grad()
+        loss = calibrated_loss(out, enc, log_scale.exp(), bias) + 1e-4 * bias.pow(2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return Calibration(float(log_scale.detach().exp()), tuple(float(v) for v in bias.detach()))
