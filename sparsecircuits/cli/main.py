@@ -59,9 +59,14 @@ def _finite(text: str) -> float:
     return value
 
 
-def _check_out(out: Path, resume: bool) -> None:
-    if out.exists() and not out.is_dir():
+def _refuse_file(out: str | Path) -> None:
+    """An --out folder that is an existing file is refused before any work."""
+    if Path(out).exists() and not Path(out).is_dir():
         raise UserError(f"--out {out} exists and is not a directory")
+
+
+def _check_out(out: Path, resume: bool) -> None:
+    _refuse_file(out)
     if not resume and out.is_dir() and ((out / "config.json").exists() or checkpoints(out)):
         raise UserError(f"{out} already holds a model or checkpoint: pass --resume or choose another --out")
 
@@ -150,8 +155,7 @@ def cmd_tasks_show(args) -> None:
 
 
 def cmd_prune(args) -> None:
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UserError(f"--out {args.out} exists and is not a directory")
+    _refuse_file(args.out)
     model = api.load(args.model, tokenizer=args.tokenizer, causal=False if args.bidirectional else None)
     task = get_task(args.task)
     options = {k: getattr(args, k) for k in ("ablation", "steps", "lr", "seed") if getattr(args, k) is not None}
@@ -257,8 +261,7 @@ def cmd_steer(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UserError(f"--out {args.out} exists and is not a directory")
+    _refuse_file(args.out)
     run_demo(Path(args.out), quick=args.quick, progress=not args.quiet)
 
 
