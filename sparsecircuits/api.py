@@ -1,17 +1,20 @@
-"""The Python API in a few calls: load, train, sparsify, evaluate."""
+"""The Python API in a few calls: load, train, sparsify, evaluate, validate a saved circuit."""
 from __future__ import annotations
 
 from pathlib import Path
 
+from .atomic import atomic_write_json
 from .circuits import Circuit, model_hash
+from .circuits.circuit import VALIDATION_FILE
 from .circuits.run import circuit_means
+from .circuits.validation import BINARISE_STEPS, validate
 from .config_io import load_json
 from .errors import UserError
 from .model.io import load_model, save_model
 from .model.transformer import SparseTransformer
 from .training.config import RunConfig
 from .data.corpus import CorpusData
-from .tasks import resolve_tasks
+from .tasks import get_task, resolve_tasks
 from .tasks.evaluate import evaluate_task
 from .training.evaluate import addition_report, sparsity_report, validation_loss
 from .training.sparsify import sparsify_trainer
@@ -50,6 +53,17 @@ def circuit_model(circuit: Circuit, directory: str | Path, model: str | Path | N
     if model_hash(net) != circuit.settings.get("model_hash"):
         raise UserError(f"{directory} was pruned from other weights than the model in {model_dir}")
     return net, circuit_means(net, circuit, progress)
+
+
+def validate_circuit(directory: str | Path, model: str | Path | None = None, controls: bool = True,
+                     progress: bool = True, binarise_steps: int = BINARISE_STEPS) -> dict:
+    """Every check of a saved circuit (`circuits.validation`), written to `validation.json` beside it,
+    where the viewer's numbers view reads it."""
+    circuit, net, means = load_circuit(directory, model, progress)
+    report = validate(net, get_task(circuit.task), circuit, means, controls=controls, progress=progress,
+                      binarise_steps=binarise_steps)
+    atomic_write_json(Path(directory) / VALIDATION_FILE, report)
+    return report
 
 
 def train(run: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,

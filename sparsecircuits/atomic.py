@@ -5,6 +5,7 @@ removes what a killed writer left behind, and never the temp file of a writer st
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -72,3 +73,7 @@ def new_dir(path: str | Path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def atomic_write_json(path: str | Path, obj, indent: int | None = 2) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=indent) + "\n")

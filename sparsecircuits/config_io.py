@@ -7,7 +7,6 @@ import typing
 from pathlib import Path
 
 from .errors import UserError
-from .atomic import atomic_write_text
 
 
 def _check_type(name: str, value, hint):
@@ -68,10 +67,6 @@ def from_dict(cls, data: dict):
 
 def to_dict(obj) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(obj)))
-
-
-def save_json(obj, path: str | Path) -> None:
-    atomic_write_text(Path(path), json.dumps(to_dict(obj), indent=2) + "\n")
 
 
 def load_json(cls, path: str | Path):

@@ -14,7 +14,7 @@ from sparsecircuits.circuits.calibration import fit_calibration
 from sparsecircuits.circuits.cleanup import cleanup
 from sparsecircuits.circuits.groundtruth import PLANTED
 from sparsecircuits.circuits.masks import Gate
-from sparsecircuits.circuits.validate import binarised
+from sparsecircuits.circuits.validation import binarised
 from sparsecircuits.cli import main
 from sparsecircuits.errors import UserError
 from sparsecircuits.tasks import get_task

@@ -6,12 +6,16 @@ their answers, so a constant bias cannot beat chance on a circuit that carries n
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from ..tasks.evaluate import EncodedTask
+
+MAX_LOG_SCALE = math.log(100.0)  # the scale stays in [1/100, 100]: on prompts the model gets all right an
+                                 # unbounded fit would drive it to infinity and any held-out miss to a huge loss
 
 
 def task_outputs(logits: torch.Tensor, enc: EncodedTask) -> torch.Tensor:
@@ -56,19 +60,20 @@ def loss_with(out: torch.Tensor, enc: EncodedTask, calib: Calibration) -> float:
 
 
 def fit_calibration(out: torch.Tensor, enc: EncodedTask, start: Calibration | None = None) -> Calibration:
-    """LBFGS on log-scale and biases over outputs `out` of the examples `enc`."""
+    """LBFGS on a bounded log-scale and the biases over outputs `out` of the examples `enc`."""
     start = start or Calibration()
     scale, bias = start.tensors(len(enc.candidates))
-    log_scale = scale.clamp_min(1e-3).log().clone().requires_grad_(True)
+    c = MAX_LOG_SCALE
+    u = (scale.clamp(1 / 99.0, 99.0).log() / c).atanh().mul(c).clone().requires_grad_(True)  # log-scale = c tanh(u / c)
     bias = bias.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([log_scale, bias], lr=0.5, max_iter=40, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS([u, bias], lr=0.5, max_iter=40, line_search_fn="strong_wolfe")
     out = out.detach().float()
 
     def closure():
         opt.zero_grad()
-        loss = calibrated_loss(out, enc, log_scale.exp(), bias) + 1e-4 * bias.pow(2).sum()
+        loss = calibrated_loss(out, enc, (c * torch.tanh(u / c)).exp(), bias) + 1e-4 * bias.pow(2).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
-    return Calibration(float(log_scale.detach().exp()), tuple(float(v) for v in bias.detach()))
+    return Calibration(float((c * torch.tanh(u.detach() / c)).exp()), tuple(float(v) for v in bias.detach()))

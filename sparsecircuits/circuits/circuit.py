@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_json
 from ..errors import UserError
 from .calibration import Calibration
 from .edges import Edge
@@ -23,6 +23,7 @@ from .masks import ablation_hooks
 from .nodes import node_sites
 
 CIRCUIT_FILE = "circuit.json"
+VALIDATION_FILE = "validation.json"  # `validate`'s report, beside the circuit
 
 
 @dataclass
@@ -67,7 +68,7 @@ class Circuit:
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(directory / CIRCUIT_FILE, json.dumps(self.to_json(), indent=1) + "\n")
+        atomic_write_json(directory / CIRCUIT_FILE, self.to_json(), indent=1)
 
     @classmethod
     def load(cls, directory: str | Path) -> "Circuit":

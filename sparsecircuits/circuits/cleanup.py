@@ -5,7 +5,9 @@ size they take (`Pruner.size`: a node with many edges saves more); then, cheapes
 closed for good while the held-out loss (with the calibration refitted where that
 could save it) stays at or under the target. Nodes are tried in runs that grow while they succeed
 and shrink to one node when they fail; a node whose effect alone is well above the headroom left
-(target minus loss) is not tried at all. A second round ranks what is left again.
+(target minus loss) is not tried at all, and a round ends after PATIENCE single nodes in a row fail
+(the ranking puts the likeliest drops first, so what follows rarely goes). A second round ranks what
+is left again.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from .pruner import Pruner
 EFFECT_PROMPTS = 64   # held-out prompts the ranking is measured on
 MAX_RUN = 64
 SLACK = 3             # try a node whose effect is up to SLACK x the headroom (effects interact)
+PATIENCE = 32         # single-node failures in a row that end a round
 
 
 def cleanup(pruner: Pruner, gates: dict[str, torch.Tensor], rounds: int = 2) -> tuple[dict, float, list]:
@@ -31,8 +34,8 @@ def cleanup(pruner: Pruner, gates: dict[str, torch.Tensor], rounds: int = 2) -> 
         effects = node_effects(pruner, gates, kept, pruner.calib, pruner.test.subset(slice(0, EFFECT_PROMPTS)))
         cost = _sizes(pruner, gates)
         ranked = sorted(zip(effects, kept), key=lambda e: e[0] / float(cost[e[1][0]][e[1][1]]))
-        before, i, run = len(kept), 0, 8
-        while i < len(ranked):
+        before, i, run, failed = len(kept), 0, 8, 0
+        while i < len(ranked) and failed < PATIENCE:
             if ranked[i][0] > SLACK * (target - loss):
                 i += 1
                 continue
@@ -40,10 +43,11 @@ def cleanup(pruner: Pruner, gates: dict[str, torch.Tensor], rounds: int = 2) -> 
             _set(gates, chunk, 0.0)
             ok, new = _on_target(pruner, gates, target)
             if ok:
-                loss, i, run = new, i + len(chunk), min(2 * run, MAX_RUN)
+                loss, i, run, failed = new, i + len(chunk), min(2 * run, MAX_RUN), 0
                 curve.append((_count(gates), loss))
             else:
                 _set(gates, chunk, 1.0)
+                failed += run == 1
                 i, run = (i + 1, 1) if run == 1 else (i, max(1, run // 4))
         if _count(gates) > 0.95 * before:
             break

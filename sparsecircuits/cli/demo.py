@@ -7,14 +7,13 @@ states what was reached and what was not: a circuit that misses the target gets 
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from .. import api, viz
-from ..atomic import atomic_write_text
-from ..circuits import circuit_means, prune, validate
-from ..circuits.validate import BINARISE_STEPS
+from ..atomic import atomic_write_json
+from ..circuits import prune
+from ..circuits.validation import BINARISE_STEPS
 from ..model.config import ModelConfig
 from ..tasks import get_task
 from ..tasks.evaluate import evaluate_task
@@ -26,8 +25,8 @@ DEMO_MODEL = ModelConfig(vocab_size=12, block_size=16, n_layer=4, d_model=128, n
 DEMO_DENSITY = 1 / 256  # sparse enough that the last digit is computed by a few hundred edges
 DEMO_TASK, TARGET_LOSS = "add2_digit4", 0.15  # the last answer digit, as in the seed pictures
 ACCURACY_GOAL = 0.99
-BASE = dict(steps=800, batch_size=256, lr=5e-3)
-SPARSE = dict(steps=3000, batch_size=256, distill_weight=1.0)
+BASE = dict(steps=800, batch_size=128, lr=5e-3)
+SPARSE = dict(steps=3000, batch_size=128, distill_weight=1.0)
 QUICK = {"base": 40, "sparse": 40}
 QUICK_PRUNE = {"steps": 40, "n_train": 128, "n_test": 64}
 
@@ -61,7 +60,7 @@ def run_demo(out: Path, quick: bool = False, progress: bool = True) -> dict:
                            "task": DEMO_TASK, "target_loss": TARGET_LOSS}
     summary["report"] = demo_report(out, progress)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out / "summary.json", summary)
     for key, m in (("base", b), ("sparse", s)):
         print(f"{key + ':':<8}exact match {m['accuracy']:.1%}, {DEMO_TASK} loss {m['task_loss']:.4f}, "
               f"{m['nonzero_weights']:,} nonzero weights (density 1/{1 / m['density']:.1f})")
@@ -102,9 +101,8 @@ def demo_circuit(model_dir: Path, circuit_dir: Path, quick: bool, progress: bool
     circuit = prune(model, DEMO_TASK, TARGET_LOSS, progress=progress, require_reachable=False,  # a miss is reported
                     **(QUICK_PRUNE if quick else {}))
     circuit.save(circuit_dir)
-    report = validate(model, get_task(DEMO_TASK), circuit, circuit_means(model, circuit, progress),
-                      controls=controls and not quick, progress=progress, binarise_steps=20 if quick else BINARISE_STEPS)
-    atomic_write_text(circuit_dir / "validation.json", json.dumps(report, indent=2) + "\n")
+    report = api.validate_circuit(circuit_dir, controls=controls and not quick, progress=progress,
+                                  binarise_steps=20 if quick else BINARISE_STEPS)
     print(format_validation(report))
     return {"nodes": circuit.n_nodes, "edges": circuit.n_edges, "loss": circuit.loss, "reached": circuit.reached,
             "trained": circuit.settings["trained"], "path": str(circuit_dir), "validation": report}

@@ -5,7 +5,6 @@ Bad input ends with one line on stderr and exit code 2, never a traceback.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import replace
@@ -14,8 +13,8 @@ from pathlib import Path
 import torch
 
 from .. import api, viz
-from ..atomic import atomic_write_text
-from ..circuits import prune, search, validate
+from ..atomic import atomic_write_json
+from ..circuits import prune, search
 from ..circuits.effects import ablation_effects, circuit_pruner
 from ..circuits.export import FORMATS, write_export
 from ..config_io import from_dict, load_json, to_dict
@@ -119,7 +118,7 @@ def cmd_eval(args) -> None:
                           tokenizer=args.tokenizer)
     print(format_report(report))
     if args.json:
-        atomic_write_text(Path(args.json), json.dumps(report, indent=2) + "\n")
+        atomic_write_json(Path(args.json), report)
 
 
 def ensure_corpus(path: str) -> str:
@@ -174,10 +173,7 @@ def cmd_prune(args) -> None:
 
 
 def cmd_validate(args) -> None:
-    circuit, model, means = api.load_circuit(args.circuit, args.model, progress=not args.quiet)
-    report = validate(model, get_task(circuit.task), circuit, means, controls=not args.no_controls,
-                      progress=not args.quiet)
-    atomic_write_text(Path(args.circuit) / "validation.json", json.dumps(report, indent=2) + "\n")
+    report = api.validate_circuit(args.circuit, args.model, controls=not args.no_controls, progress=not args.quiet)
     print(format_validation(report))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_json
 from ..errors import UserError
 
 TOKENIZER_FILE = "tokenizer.json"
@@ -42,7 +42,7 @@ class CharTokenizer:
         return {"type": self.kind, "chars": self.chars}
 
     def save(self, directory: str | Path) -> None:
-        atomic_write_text(Path(directory) / TOKENIZER_FILE, json.dumps(self.to_json()) + "\n")
+        atomic_write_json(Path(directory) / TOKENIZER_FILE, self.to_json(), indent=None)
 
 
 def load_tokenizer(directory: str | Path, vocab_size: int | None = None):

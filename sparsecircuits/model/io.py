@@ -2,14 +2,13 @@
 (and load the other formats `formats` converts)."""
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from ..atomic import atomic_path, atomic_write_text
+from ..atomic import atomic_path, atomic_write_json
 from ..config_io import load_json, to_dict
 from ..data.tokenizer import load_any_tokenizer
 from ..errors import UserError
@@ -28,8 +27,8 @@ def save_model(model: SparseTransformer, path: str | Path, extra: dict | None = 
     with atomic_path(path / WEIGHTS) as tmp:
         save_file(tensors, str(tmp), metadata={"format": "sparsecircuits"})
     for name, obj in (extra or {}).items():
-        atomic_write_text(path / name, json.dumps(obj, indent=2) + "\n")
-    atomic_write_text(path / CONFIG, json.dumps(to_dict(model.cfg), indent=2) + "\n")
+        atomic_write_json(path / name, obj)
+    atomic_write_json(path / CONFIG, to_dict(model.cfg))
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu", tokenizer: str | Path | None = None,

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..circuits.circuit import Circuit
+from ..circuits.circuit import VALIDATION_FILE, Circuit
 from ..circuits.nodes import parse_node
 from ..circuits.effects import ablation_effects, circuit_pruner
 from ..circuits.pruner import Pruner
@@ -117,7 +117,7 @@ def _finite(obj):
 
 def _validation(circuit: Circuit, circuit_dir: Path | None) -> tuple[dict | None, str]:
     """`validation.json` beside the circuit if it is about this circuit, and a note saying why not."""
-    path = None if circuit_dir is None else circuit_dir / "validation.json"
+    path = None if circuit_dir is None else circuit_dir / VALIDATION_FILE
     if path is None or not path.exists():
         return None, "No validation.json: run `sparsecircuits validate` on the circuit."
     try:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from matplotlib.figure import Figure
-
 from ..atomic import atomic_path
 from ..errors import UserError
 
@@ -98,6 +96,8 @@ def draw_graph(ax, m: dict) -> None:
 def write_figure(models: list[dict], kind: str, out: str | Path, prompt: int = 0, pos: int | None = None) -> Path:
     """One figure with a panel per model; the format follows `out`'s suffix (.png, .svg, .pdf)."""
     check_figure_args(kind, out)
+    from matplotlib.figure import Figure  # here, so that `import sparsecircuits` does not load matplotlib
+
     out = Path(out)
     width = 7.0 if kind == "graph" else 5.0
     if kind == "flow":

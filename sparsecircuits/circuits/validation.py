@@ -16,7 +16,6 @@ from ..sparsity.projection import sparsified_parameters
 from ..tasks.base import Example, Task
 from .calibration import Calibration, calibrated_loss, fit_calibration, loss_with, task_outputs
 from .circuit import Circuit
-from .masks import ablation_hooks
 from .means import compute_means
 from .pruner import PruneConfig, Pruner
 from .run import prune
