@@ -7,6 +7,18 @@ from sparsecircuits.data.corpus import build_corpus
 from sparsecircuits.tasks import required_tokens
 
 
+SLOW_FIXTURES = {"adder", "stdlib_corpus"}         # each trains a model or builds a corpus
+SLOW_MODULES = {"test_demo", "test_distributed", "test_bad_input", "test_viz", "test_bridges"}
+
+
+def pytest_collection_modifyitems(items):
+    """Mark as slow every test that trains, prunes or starts processes, so that
+    `pytest -m "not slow"` runs the fast ones in seconds (CI runs all)."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or item.module.__name__ in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

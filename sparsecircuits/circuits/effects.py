@@ -8,6 +8,7 @@ from ..tasks import get_task
 from ..tasks.evaluate import EncodedTask
 from .calibration import Calibration, calibrated_loss
 from .circuit import Circuit
+from .nodes import parse_node
 from .pruner import PruneConfig, Pruner
 
 
@@ -47,7 +48,6 @@ def node_effects(pruner: Pruner, gates: dict[str, torch.Tensor], nodes: list[tup
 
 def ablation_effects(pruner: Pruner, circuit: Circuit, names: list[str], batch: int = 16) -> list[float]:
     """`node_effects` of a saved circuit's nodes, given by name."""
-    from .nodes import parse_node
     nodes = [(f"{layer}.{loc}", ch) for layer, loc, ch in map(parse_node, names)]
     return node_effects(pruner, circuit.gates(pruner.model.cfg, pruner.device), nodes, circuit.calibration,
                         batch=batch)

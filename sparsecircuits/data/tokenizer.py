@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..atomic import atomic_write_json
 from ..errors import UserError
+from .bpe import BPETokenizer, load_gpt2_files, looks_like_bpe
 
 TOKENIZER_FILE = "tokenizer.json"
 
@@ -50,8 +51,6 @@ def load_tokenizer(directory: str | Path, vocab_size: int | None = None):
 
     With `vocab_size`, refuse a tokenizer whose vocabulary does not match the model's.
     """
-    from .bpe import BPETokenizer, looks_like_bpe
-
     path = Path(directory) / TOKENIZER_FILE
     if not path.exists():
         return None
@@ -76,8 +75,6 @@ def load_tokenizer(directory: str | Path, vocab_size: int | None = None):
 def load_any_tokenizer(directory: str | Path, vocab_size: int | None = None):
     """`load_tokenizer`, or GPT-2's original files (`encoder.json` + `vocab.bpe`) as the authors'
     release ships them; None when the directory has neither."""
-    from .bpe import load_gpt2_files
-
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"tokenizer directory {directory} does not exist")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..api import circuit_model
 from ..circuits.circuit import Circuit
 from ..errors import UserError
 from .data import model_view
@@ -14,7 +15,6 @@ from .serve import make_server
 def report_models(circuit_dirs: list[str | Path], labels: list[str] | None = None, details: bool = True,
                   progress: bool = True) -> list[dict]:
     """The viewer's data for each circuit directory (side by side when several, e.g. base vs sparse)."""
-    from ..api import circuit_model
     if not circuit_dirs:
         raise UserError("give at least one circuit directory")
     if labels is not None and len(labels) != len(circuit_dirs):
