@@ -10,7 +10,7 @@ from sparsecircuits import RunConfig
 from sparsecircuits.circuits import (MEAN_FILE, Calibration, Circuit, PruneConfig, Pruner, circuit_edges,
                                      compute_means, load_or_compute_means, model_hash, node_sites, prompt_means,
                                      prune, resolve_means, validate)
-from sparsecircuits.circuits.calibration import fit_calibration
+from sparsecircuits.circuits.calibration import fit_calibration, loss_with
 from sparsecircuits.circuits.cleanup import cleanup
 from sparsecircuits.circuits.groundtruth import PLANTED
 from sparsecircuits.circuits.masks import Gate
@@ -75,6 +75,19 @@ def test_calibration_has_no_bias_toward_the_correct_answer():
     enc = pruner.test.subset(slice(0, 64))
     calib = fit_calibration(out, enc)
     assert isinstance(calib, Calibration) and len(calib.bias) == 2
+
+
+def test_calibration_scale_stays_bounded_when_every_training_prompt_is_right():
+    """An unbounded fit sends the scale to infinity on separable outputs; one held-out miss then costs a
+    huge loss. The fit must stop at the bound, and a miss must cost a finite, bounded loss."""
+    planted = PLANTED["first_token"]()
+    model, task = planted.model, planted.task
+    pruner = Pruner(model, task, model.tokenizer, None, PruneConfig(ablation="zero", n_train=64, n_test=64))
+    enc = pruner.test.subset(slice(0, 64))
+    calib = fit_calibration(torch.full((64,), 0.01), enc)  # every margin correct: the fit wants scale -> inf
+    assert 50 < calib.scale <= 100.0 + 1e-3
+    miss = loss_with(torch.full((64,), -0.01), enc, calib)
+    assert math.isfinite(miss) and miss <= 1.01 * math.log1p(math.exp(1.0))
 
 
 def test_cleanup_drops_nodes_that_do_not_matter_and_keeps_the_path():
