@@ -7,21 +7,14 @@ from __future__ import annotations
 
 import re
 
-from ..model.config import ModelConfig
-from ..model.hooks import NODE_LOCATIONS
+from ..model.config import NODE_LOCATIONS, ModelConfig
 
 NODE_RE = re.compile(r"^(\d+)\.([a-z_.]+)\[(\d+)\]$")
 
 
-def location_width(cfg: ModelConfig, location: str) -> int:
-    if location in ("attn.q", "attn.k", "attn.v"):
-        return cfg.d_attn
-    return cfg.d_mlp if location == "mlp.post_act" else cfg.d_model
-
-
 def node_sites(cfg: ModelConfig) -> dict[str, int]:
     """`{hook name: width}` for every prunable location, in forward order."""
-    return {f"{layer}.{loc}": location_width(cfg, loc) for layer in range(cfg.n_layer) for loc in NODE_LOCATIONS}
+    return {f"{layer}.{loc}": cfg.width(loc) for layer in range(cfg.n_layer) for loc in NODE_LOCATIONS}
 
 
 def parse_node(name: str) -> tuple[int, str, int]:

@@ -9,8 +9,21 @@ from ..errors import UserError, check_number
 SIZE_LIMITS = {"vocab_size": 2 ** 24, "block_size": 2 ** 20, "n_layer": 1024, "d_model": 2 ** 16, "n_head": 1024,
                "d_head": 2 ** 12, "d_mlp": 2 ** 18}
 
-# The eight places AbsTopK can act, in forward order (METHOD 1).
-ABSTOPK_LOCATIONS = ("attn_in", "attn_q", "attn_k", "attn_v", "attn_out", "mlp_in", "mlp_neuron", "mlp_out")
+# The eight node locations of a layer (METHOD 2), in forward order, each spelled once:
+# (hook name within the layer, which is also the node's location; AbsTopK's alias; the width's field).
+LOCATIONS = (
+    ("attn.act_in", "attn_in", "d_model"),
+    ("attn.q", "attn_q", "d_attn"),
+    ("attn.k", "attn_k", "d_attn"),
+    ("attn.v", "attn_v", "d_attn"),
+    ("attn.resid_delta", "attn_out", "d_model"),
+    ("mlp.act_in", "mlp_in", "d_model"),
+    ("mlp.post_act", "mlp_neuron", "d_mlp"),
+    ("mlp.resid_delta", "mlp_out", "d_model"),
+)
+NODE_LOCATIONS = tuple(hook for hook, _, _ in LOCATIONS)
+ABSTOPK_LOCATIONS = tuple(alias for _, alias, _ in LOCATIONS)  # the places AbsTopK can act (METHOD 1)
+_WIDTH_FIELD = {name: width for hook, alias, width in LOCATIONS for name in (hook, alias)}
 
 
 @dataclass
@@ -71,10 +84,8 @@ class ModelConfig:
         return self.n_head * self.d_head
 
     def width(self, loc: str) -> int:
-        """Width of the last dim at an AbsTopK location (q/k/v: all heads jointly)."""
-        if loc in ("attn_q", "attn_k", "attn_v"):
-            return self.d_attn
-        return self.d_mlp if loc == "mlp_neuron" else self.d_model
+        """Width of the last dim at a location, by hook name or AbsTopK alias (q/k/v: all heads jointly)."""
+        return getattr(self, _WIDTH_FIELD[loc])
 
     def abstopk_k(self, loc: str) -> int | None:
         """Entries AbsTopK keeps at `loc`, or None where it is off."""

@@ -15,10 +15,6 @@ from ..errors import UserError
 LAYER_HOOKS = ("resid_in", "attn.act_in", "attn.q", "attn.k", "attn.v", "attn.y", "attn.resid_delta",
                "resid_mid", "mlp.act_in", "mlp.post_act", "mlp.resid_delta")
 
-# The 8 prunable node locations (METHOD 2); a node is `{layer}.{location}[{channel}]`.
-NODE_LOCATIONS = ("attn.act_in", "attn.q", "attn.k", "attn.v", "attn.resid_delta",
-                  "mlp.act_in", "mlp.post_act", "mlp.resid_delta")
-
 HookFn = Callable[[torch.Tensor, str], "torch.Tensor | None"]
 
 

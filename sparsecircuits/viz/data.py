@@ -20,7 +20,7 @@ from ..circuits.effects import ablation_effects, circuit_pruner
 from ..circuits.pruner import Pruner
 from ..circuits.run import circuit_corpus, reference_data
 from ..errors import UserError
-from ..model.hooks import NODE_LOCATIONS
+from ..model.config import NODE_LOCATIONS
 from ..tasks import get_task
 from ..tasks.evaluate import EncodedTask, encode_examples
 from .grid import component_grid
