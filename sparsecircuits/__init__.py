@@ -1,6 +1,7 @@
 """sparsecircuits: weight-sparse transformers whose circuits a person can read."""
 from . import viz
-from .api import evaluate, load, load_circuit, save, sparsify, train
+from .api import (ensure_corpus, evaluate, export_circuit, load, load_circuit, run_config, save, sparsify, steer_model,
+                  train, validate_circuit)
 from .circuits import Circuit, PruneConfig, prune, search, validate
 from .data import AdditionData, CharTokenizer
 from .errors import UserError
@@ -8,7 +9,8 @@ from .model import NODE_LOCATIONS, ModelConfig, SparseTransformer, abs_topk, hoo
 from .sparsity import TopKProjector, density_at, lr_at, sparsified_parameters
 from .training import DataConfig, RunConfig, TrainConfig, Trainer, addition_report, sparsity_report
 
-__all__ = ["viz", "evaluate", "load", "load_circuit", "save", "sparsify", "train", "Circuit", "PruneConfig", "prune", "search", "validate", "AdditionData", "CharTokenizer", "UserError",
+__all__ = ["viz", "ensure_corpus", "evaluate", "export_circuit", "load", "load_circuit", "run_config", "save",
+           "sparsify", "steer_model", "train", "validate_circuit", "Circuit", "PruneConfig", "prune", "search", "validate", "AdditionData", "CharTokenizer", "UserError",
            "NODE_LOCATIONS", "ModelConfig", "SparseTransformer", "abs_topk", "hook_names", "node_name",
            "TopKProjector", "density_at", "lr_at", "sparsified_parameters", "DataConfig", "RunConfig",
            "TrainConfig", "Trainer", "addition_report", "sparsity_report"]

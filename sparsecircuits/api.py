@@ -1,25 +1,31 @@
-"""The Python API in a few calls: load, train, sparsify, evaluate, validate a saved circuit."""
+"""The Python API in a few calls: load, train, sparsify, evaluate, validate and export a saved circuit."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+
+import torch
 
 from .atomic import atomic_write_json
 from .circuits import Circuit, model_hash
 from .circuits.circuit import VALIDATION_FILE
+from .circuits.effects import ablation_effects, circuit_pruner
+from .circuits.export import write_export
 from .circuits.run import circuit_means
 from .circuits.validation import BINARISE_STEPS, validate
-from .config_io import load_json
+from .config_io import from_dict, load_json, to_dict
+from .data.corpus import CorpusData, build_corpus
 from .errors import UserError
 from .model.io import load_model, save_model
 from .model.transformer import SparseTransformer
-from .training.config import RunConfig
-from .data.corpus import CorpusData
-from .tasks import get_task, resolve_tasks
+from .tasks import get_task, required_tokens, resolve_tasks
 from .tasks.evaluate import evaluate_task
-from .training.evaluate import addition_report, sparsity_report, validation_loss
-from .training.sparsify import sparsify_trainer
+from .training.bridges import load_bridged, site_of, steer
+from .training.config import RUN_FILE, RunConfig
 from .training.distributed import resolve_device
-from .training.config import RUN_FILE
+from .training.evaluate import addition_report, sparsity_report, validation_loss
+from .training.presets import PRESETS, preset
+from .training.sparsify import sparsify_trainer
 from .training.trainer import Trainer, make_data
 
 
@@ -66,9 +72,47 @@ def validate_circuit(directory: str | Path, model: str | Path | None = None, con
     return report
 
 
+def ensure_corpus(path: str | Path, progress=None) -> str:
+    """The corpus at `path`, built from this Python's standard library on first use; its absolute path
+    (run.json names it, so circuits and evaluations find it from any folder)."""
+    if not Path(path).exists():
+        if progress:
+            progress(f"no corpus at {path}: building one from this Python's standard library ...")
+        build_corpus(path, required_tokens=required_tokens(), progress=progress)
+    return str(Path(path).resolve())
+
+
+def run_config(preset_name: str | None = None, config: str | Path | None = None, corpus: str | Path = "corpus",
+               init_from: str | Path | None = None, bridge_to: str | Path | None = None,
+               model_overrides: dict | None = None, progress=None, **train_overrides) -> RunConfig:
+    """One run from a named preset (its corpus built on first use), a run-config file, or the defaults,
+    with model fields (e.g. `afrac`) and train fields (e.g. `steps`, `density`) overridden. With
+    `init_from` and no config file, the run takes the starting model's shape."""
+    if preset_name and config:
+        raise UserError("give a preset or a config file, not both")
+    if preset_name:
+        if preset_name not in PRESETS:  # refused before any corpus is built
+            raise UserError(f"unknown preset {preset_name!r} (known: {', '.join(PRESETS)})")
+        run = preset(preset_name, ensure_corpus(corpus, progress))
+    else:
+        run = load_json(RunConfig, config) if config else RunConfig()
+    if init_from is not None:
+        init_cfg = load(init_from).cfg
+        run = replace(run, model=init_cfg) if not config else run
+        run = replace(run, init_from=str(Path(init_from).resolve()))
+    if bridge_to is not None:
+        load(bridge_to)  # fail now, with a clear message, if it is not a model
+        run = replace(run, bridge_to=str(Path(bridge_to).resolve()))
+    model = to_dict(run.model) | (model_overrides or {})
+    return from_dict(RunConfig, {**to_dict(run), "model": model, "train": to_dict(run.train) | train_overrides})
+
+
 def train(run: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
           init: SparseTransformer | None = None) -> SparseTransformer:
-    """Train `run` into `out`; with `resume`, continue from `out/checkpoint` when there is one."""
+    """Train `run` into `out`, starting from `init` or else from the model `run.init_from` names; with
+    `resume`, continue from the newest checkpoint in `out` when there is one."""
+    if init is None and run.init_from:
+        init = load(run.init_from)
     trainer = Trainer(run, out, init=init, progress=progress)
     if resume:
         trainer.resume()
@@ -106,3 +150,49 @@ def evaluate(path: str | Path, device: str = "cpu", tasks: str | None = None, n:
         report["tasks"] = [evaluate_task(model, t, model.tokenizer, n=n) for t in resolve_tasks(tasks)]
     report.update(sparsity_report(model))
     return report
+
+
+def export_circuit(directory: str | Path, fmt: str, out: str | Path, effects: bool = True,
+                   progress: bool = True) -> tuple[Circuit, Path]:
+    """Write a saved circuit as a graph file (`circuits.export.FORMATS`) for other tools, each node with
+    its ablation effect unless `effects` is False; the labels are the first test prompt's tokens."""
+    circuit, model, means = load_circuit(directory, progress=progress)
+    pruner = circuit_pruner(model, circuit, means)
+    node_effects = dict(zip(circuit.node_names, ablation_effects(pruner, circuit, circuit.node_names))) if effects \
+        else {}
+    first = pruner.test.tokens[0, : int(pruner.test.last[0]) + 1].tolist()
+    return circuit, write_export(circuit, node_effects, list(model.tokenizer.token_strings(first)), fmt, out)
+
+
+def steer_model(model_dir: str | Path, channel: str, value: float, task: str | None = None,
+                prompt: str | None = None, candidates: tuple[str, str] | None = None,
+                strengths=(0.0, 0.25, 0.5, 0.75, 1.0)) -> dict:
+    """Edit one channel of a model trained with bridges (`train --bridge-to`) and carry the edit into its
+    dense twin (METHOD 4): the prompt and two candidate answers come from a task's first test pair, or
+    are given. Returns the candidates' probabilities, sparse before/after and dense at each strength."""
+    sparse, dense, bridges = load_bridged(model_dir)
+    tok = sparse.tokenizer
+    if tok is None:
+        raise UserError(f"{model_dir} has no tokenizer")
+    if task:
+        example = get_task(task).examples("test", 1)[0]
+        if example.wrong is None:
+            raise UserError(f"task {task} has no wrong answer to compare with: give a prompt and two candidates")
+        prompt, candidates = example.prompt, (example.correct, example.wrong)
+    if prompt is None or not candidates or len(candidates) != 2:
+        raise UserError("give a task, or a prompt with two candidate answers A,B")
+    if not prompt:
+        raise UserError("the prompt is empty")
+    ids = [tok.single_token(t) for t in candidates]
+    if None in ids:
+        raise UserError(f"candidates must be single tokens: {candidates}")
+    site, index = site_of(channel, sparse.cfg.n_layer)
+    tokens = torch.tensor([tok.encode(prompt)[-sparse.cfg.block_size:]])
+    r = steer(sparse, dense, bridges, tokens, site, index, value, strengths)
+
+    def probs(logprobs):
+        return [float(logprobs[i].exp()) for i in ids]
+
+    return {"site": site, "channel": index, "value": value, "prompt": prompt, "candidates": list(candidates),
+            "sparse": probs(r["sparse"]), "sparse_edited": probs(r["sparse_edited"]),
+            "dense": {s: probs(lp) for s, lp in r["dense"].items()}}

@@ -51,6 +51,10 @@ def test_steering_moves_the_dense_model_the_way_it_moves_the_sparse_one(bridged,
     gap = {s: float(lp[b] - lp[a]) for s, lp in r["dense"].items()}
     assert r["sparse_edited"][b] - r["sparse_edited"][a] > r["sparse"][b] - r["sparse"][a]
     assert gap[1.0] > gap[0.5] > gap[0.0]  # the dense model moves toward b, more with more strength
+    api = sc.steer_model(bridged, f"{site}[{channel}]", value, prompt=example.prompt,
+                         candidates=(example.correct, tok.decode([b])))
+    assert api["sparse_edited"][1] == pytest.approx(float(r["sparse_edited"][b].exp()), rel=1e-5)
+    assert api["dense"][1.0] == pytest.approx([float(r["dense"][1.0][i].exp()) for i in (a, b)], rel=1e-5)
     assert main(["steer", str(bridged), "--channel", f"{site}[{channel}]", "--value", str(value),
                  "--prompt", example.prompt, "--tokens", f"{example.correct},{tok.decode([b])}"]) == 0
     assert "dense, strength 1.00" in capsys.readouterr().out

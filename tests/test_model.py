@@ -128,7 +128,7 @@ def test_sink_and_alibi_equal_the_closed_form(pos):
     with torch.no_grad():
         model.blocks[0].attn.sink_logit.copy_(b)
     idx = torch.randint(0, 12, (2, 8))
-    _, cache = model.run_with_cache(idx, ["0.attn.q", "0.attn.k", "0.attn.v", "0.attn.y"])
+    _, cache = model.run_with_cache(idx, ["0.attn.q", "0.attn.k", "0.attn.v", "0.attn.pattern", "0.attn.y"])
     B, T, H, D = 2, 8, cfg.n_head, cfg.d_head
     q, k, v = (cache[f"0.attn.{n}"].view(B, T, H, D).transpose(1, 2) for n in "qkv")
     y = torch.zeros(B, H, T, D)
@@ -138,6 +138,8 @@ def test_sink_and_alibi_equal_the_closed_form(pos):
             s = s - torch.tensor([2 ** -4.0, 2 ** -8.0]).view(1, H, 1) * (i - torch.arange(i + 1))
         w = s.exp() / (s.exp().sum(-1, keepdim=True) + b.exp().view(1, H, 1))
         y[:, :, i] = (w.unsqueeze(-1) * v[:, :, : i + 1]).sum(2)
+        assert torch.allclose(cache["0.attn.pattern"][:, :, i, : i + 1], w, atol=1e-6)  # the sink takes the rest
+        assert not cache["0.attn.pattern"][:, :, i, i + 1:].any()
     assert torch.allclose(cache["0.attn.y"], y.transpose(1, 2).reshape(B, T, H * D), atol=1e-5)
 
 
@@ -147,6 +149,26 @@ def test_hooks_record_every_name_in_forward_order(small_model):
     assert cache["0.attn.q"].shape == (2, 5, 16)
     assert cache["1.mlp.post_act"].shape == (2, 5, 64)
     assert torch.allclose(cache["1.resid_mid"] + cache["1.mlp.resid_delta"], cache["final_resid"])
+
+
+@pytest.mark.parametrize("norm", ["rmsnorm", "layernorm"])
+def test_norm_scale_hooks_show_the_divisor_and_freezing_them_fixes_the_norm(norm):
+    torch.manual_seed(0)
+    model = SparseTransformer(small_config(norm=norm, norm_eps=1e-3)).eval()
+    idx = torch.randint(0, 12, (2, 6))
+    _, cache = model.run_with_cache(idx)
+    x = cache["1.resid_mid"]
+    centred = x - x.mean(-1, keepdim=True) if norm == "layernorm" else x
+    assert torch.allclose(cache["1.mlp.norm_scale"], (centred.pow(2).mean(-1, keepdim=True) + 1e-3).sqrt(), atol=1e-6)
+    torch_norm = (torch.nn.LayerNorm(32, eps=1e-3) if norm == "layernorm" else torch.nn.RMSNorm(32, eps=1e-3))
+    torch_norm.load_state_dict(model.blocks[1].ln_2.state_dict())
+    assert torch.allclose(cache["1.mlp.act_in"], torch_norm(x), atol=1e-6)
+    seen = {}  # a doubled divisor halves what the MLP reads (before the norm's bias)
+    model.run_with_hooks(idx, [("1.mlp.norm_scale", lambda s, _: 2 * s),
+                               ("1.mlp.act_in", lambda a, _: seen.setdefault("a", a))])
+    bias = model.blocks[1].ln_2.bias
+    shift = bias if bias is not None else 0
+    assert torch.allclose(seen["a"] - shift, (cache["1.mlp.act_in"] - shift) / 2, atol=1e-6)
 
 
 def test_hooks_intervene_and_are_removed_afterwards(small_model):

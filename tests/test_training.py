@@ -6,6 +6,7 @@ from safetensors.torch import load_file
 
 import sparsecircuits as sc
 from sparsecircuits import AdditionData, DataConfig, RunConfig, SparseTransformer, TrainConfig, Trainer
+from sparsecircuits.config_io import to_dict
 from sparsecircuits.training import checkpoint as ckpt
 from sparsecircuits.training.checkpoint import checkpoints
 
@@ -188,3 +189,18 @@ def test_sparsify_anneals_a_dense_model_to_the_target_and_keeps_the_base(tmp_pat
     c_attn = sparse.blocks[0].attn.c_attn.weight
     assert int((c_attn != 0).sum()) == round(0.05 * c_attn.numel())
     assert sc.evaluate(tmp_path / "base")["density"] == 1.0
+
+
+def test_run_config_merges_a_file_a_starting_model_and_overrides(tmp_path):
+    base = RunConfig(model=small_config(), train=TrainConfig(steps=7, lr=1e-3, density=1.0))
+    (tmp_path / "run.json").write_text(json.dumps(to_dict(base)))
+    run = sc.run_config(config=tmp_path / "run.json", steps=3, density=0.25, model_overrides={"afrac": 0.5})
+    assert (run.train.steps, run.train.lr, run.train.density, run.model.afrac) == (3, 1e-3, 0.25, 0.5)
+    assert run.model.d_model == small_config().d_model
+    init = tmp_path / "init"
+    sc.save(SparseTransformer(small_config(d_model=48)), init)
+    shaped = sc.run_config(init_from=init)  # no config file: the run takes the starting model's shape
+    assert shaped.model.d_model == 48 and shaped.init_from == str(init.resolve())
+    with pytest.raises(sc.UserError, match="unknown preset 'nope'"):
+        sc.run_config("nope", corpus=tmp_path / "never-built")
+    assert not (tmp_path / "never-built").exists()

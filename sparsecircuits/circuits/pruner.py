@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import math
-from contextlib import nullcontext
 from dataclasses import dataclass, fields
 
 import torch
@@ -111,8 +110,9 @@ class Pruner:
         `replacement` fixes what closed nodes become (default: `self.replacement(tokens)`)."""
         tokens = tokens.to(self.device)
         hooks = ablation_hooks(gates, replacement or self.replacement(tokens)) + list(extra_hooks)
-        with frozen_norms(self.model, tokens) if self.cfg.freeze_norms else nullcontext():
-            return self.model.run_with_hooks(tokens, hooks)
+        if self.cfg.freeze_norms:
+            hooks += frozen_norm_hooks(self.model, tokens)
+        return self.model.run_with_hooks(tokens, hooks)
 
     def run(self, enc: EncodedTask, gates: dict[str, torch.Tensor], extra_hooks=(),
             replacement: dict | None = None) -> torch.Tensor:
@@ -248,45 +248,10 @@ class Training:
                                      "size": round(float(size.detach()), 1), "k": float(f"{self.k:.4g}")})
 
 
-class frozen_norms:
-    """Within the block, every norm divides by the scale it had in the unpruned forward pass of
+def frozen_norm_hooks(model, tokens: torch.Tensor) -> list:
+    """Hooks that fix every norm's divisor (`*norm_scale`) to its value in the unpruned forward pass of
     `tokens` (METHOD 6 control: the final norm can otherwise rescale weak pruned signals up)."""
-
-    def __init__(self, model, tokens: torch.Tensor):
-        self.model, self.tokens, self.handles = model, tokens, []
-
-    def __enter__(self):
-        norms = [m for name, m in self.model.named_modules() if name.split(".")[-1].startswith("ln_")]
-        scales: dict[int, torch.Tensor] = {}
-
-        def record(module, inputs, output):
-            x = inputs[0].float()
-            if isinstance(module, torch.nn.LayerNorm):
-                scales[id(module)] = (x.mean(-1, keepdim=True), torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + module.eps))
-            else:
-                eps = module.eps if module.eps is not None else torch.finfo(x.dtype).eps
-                scales[id(module)] = (None, torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps))
-
-        handles = [m.register_forward_hook(record) for m in norms if not isinstance(m, torch.nn.Identity)]
-        with torch.no_grad():
-            self.model(self.tokens)
-        for h in handles:
-            h.remove()
-
-        def replace(module, inputs, output):
-            mean, scale = scales[id(module)]
-            x = inputs[0].float()
-            y = (x - mean if mean is not None else x) / scale
-            if getattr(module, "weight", None) is not None:
-                y = y * module.weight
-            if getattr(module, "bias", None) is not None:
-                y = y + module.bias
-            return y.to(output.dtype)
-
-        self.handles = [m.register_forward_hook(replace) for m in norms if id(m) in scales]
-        return self
-
-    def __exit__(self, *exc):
-        for h in self.handles:
-            h.remove()
-        return False
+    names = [n for n in model.hook_names if n.endswith("norm_scale")]
+    with torch.no_grad():
+        _, scales = model.run_with_cache(tokens, names)
+    return [(name, lambda x, name: scales[name]) for name in scales]

@@ -7,24 +7,18 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import replace
 from pathlib import Path
 
-import torch
 
 from .. import api, viz
 from ..atomic import atomic_write_json
 from ..circuits import prune, search
-from ..circuits.effects import ablation_effects, circuit_pruner
-from ..circuits.export import FORMATS, write_export
-from ..config_io import from_dict, load_json, to_dict
+from ..circuits.export import FORMATS
 from ..data.corpus import build_corpus
 from ..errors import UserError
 from ..tasks import TASKS, get_task, required_tokens
-from ..training.bridges import load_bridged, site_of, steer
 from ..training.checkpoint import checkpoints
-from ..training.config import RunConfig
-from ..training.presets import PRESETS, preset
+from ..training.presets import PRESETS
 from .demo import run_demo
 from .report import format_report, format_validation
 
@@ -76,29 +70,12 @@ def _train_overrides(args) -> dict:
 
 
 def cmd_train(args) -> None:
-    if args.preset and args.config:
-        raise UserError("give --preset or --config, not both")
-    if args.preset:
-        if args.preset not in PRESETS:
-            raise UserError(f"unknown preset {args.preset!r} (known: {', '.join(PRESETS)})")
-        run = preset(args.preset, ensure_corpus(args.corpus))
-    else:
-        run = load_json(RunConfig, args.config) if args.config else RunConfig()
-    init = api.load(args.init_from) if args.init_from else None
-    if init is not None and not args.config:
-        run = replace(run, model=init.cfg)  # no config: the run takes the starting model's shape
-    train = to_dict(run.train) | _train_overrides(args)
-    if args.density is not None:
-        train["density"] = args.density
-    model = to_dict(run.model) | ({"afrac": args.afrac} if args.afrac is not None else {})
-    run = from_dict(RunConfig, {**to_dict(run), "model": model, "train": train})
-    if init is not None:
-        run = replace(run, init_from=str(Path(args.init_from).resolve()))
-    if args.bridge_to:
-        api.load(args.bridge_to)  # fail now, with a clear message, if it is not a model
-        run = replace(run, bridge_to=str(Path(args.bridge_to).resolve()))
+    train = _train_overrides(args) | ({"density": args.density} if args.density is not None else {})
+    run = api.run_config(args.preset, args.config, args.corpus, args.init_from, args.bridge_to,
+                         model_overrides={"afrac": args.afrac} if args.afrac is not None else None,
+                         progress=lambda m: print(m, file=sys.stderr), **train)
     _check_out(Path(args.out), args.resume)
-    api.train(run, args.out, resume=args.resume, progress=not args.quiet, init=init)
+    api.train(run, args.out, resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"saved model to {args.out}")
 
@@ -119,14 +96,6 @@ def cmd_eval(args) -> None:
     print(format_report(report))
     if args.json:
         atomic_write_json(Path(args.json), report)
-
-
-def ensure_corpus(path: str) -> str:
-    """The corpus for a Python preset: built from the standard library on first use."""
-    if not Path(path).exists():
-        print(f"no corpus at {path}: building one from this Python's standard library ...", file=sys.stderr)
-        build_corpus(path, required_tokens=required_tokens(), progress=lambda m: print(m, file=sys.stderr))
-    return str(Path(path).resolve())  # run.json names it: circuits and evals find it from any folder
 
 
 def cmd_corpus_build(args) -> None:
@@ -211,48 +180,23 @@ def cmd_figure(args) -> None:
 
 
 def cmd_export(args) -> None:
-    circuit, model, means = api.load_circuit(args.circuit, progress=not args.quiet)
-    pruner = circuit_pruner(model, circuit, means)
-    effects = {} if args.no_effects else dict(zip(circuit.node_names, ablation_effects(pruner, circuit,
-                                                                                      circuit.node_names)))
-    first = pruner.test.tokens[0, : int(pruner.test.last[0]) + 1].tolist()
-    out = write_export(circuit, effects, list(model.tokenizer.token_strings(first)), args.format, args.out)
+    circuit, out = api.export_circuit(args.circuit, args.format, args.out, effects=not args.no_effects,
+                                      progress=not args.quiet)
     print(f"{circuit.n_nodes} nodes, {circuit.n_edges} edges -> {out}")
 
 
 def cmd_steer(args) -> None:
-    sparse, dense, bridges = load_bridged(args.model)
-    tok = sparse.tokenizer
-    if tok is None:
-        raise UserError(f"{args.model} has no tokenizer")
-    if args.task:
-        example = get_task(args.task).examples("test", 1)[0]
-        if example.wrong is None:
-            raise UserError(f"task {args.task} has no wrong answer to compare with: use --prompt and --tokens A,B")
-        prompt, pair = example.prompt, (example.correct, example.wrong)
-    elif args.prompt is not None and args.tokens:
-        prompt, pair = args.prompt, tuple(args.tokens.split(",", 1)) if "," in args.tokens else (args.tokens, None)
-    else:
-        raise UserError("give --task NAME, or --prompt TEXT with --tokens A,B")
-    if pair[1] is None:
+    candidates = tuple(args.tokens.split(",", 1)) if args.tokens and "," in args.tokens else None
+    if args.tokens and candidates is None:
         raise UserError("--tokens needs two candidates, A,B")
-    ids = [tok.single_token(t) for t in pair]
-    if None in ids:
-        raise UserError(f"candidates must be single tokens: {pair}")
-    site, channel = site_of(args.channel, sparse.cfg.n_layer)
-    tokens = torch.tensor([tok.encode(prompt)[-sparse.cfg.block_size:]])
-    r = steer(sparse, dense, bridges, tokens, site, channel, args.value, args.strength)
-
-    def p(logprobs):
-        return [float(logprobs[i].exp()) for i in ids]
-
-    a, b = pair
-    print(f"edit {site}[{channel}] := {args.value} on {prompt[-60:]!r}; candidates {a!r} / {b!r}")
-    print(f"  sparse model:  P={p(r['sparse'])[0]:.4f} / {p(r['sparse'])[1]:.4f} -> "
-          f"{p(r['sparse_edited'])[0]:.4f} / {p(r['sparse_edited'])[1]:.4f}")
-    base = p(r["dense"][min(r["dense"])])
-    for strength, lp in r["dense"].items():
-        pa, pb = p(lp)
+    r = api.steer_model(args.model, args.channel, args.value, task=args.task, prompt=args.prompt,
+                        candidates=candidates, strengths=args.strength)
+    a, b = r["candidates"]
+    (p0a, p0b), (p1a, p1b) = r["sparse"], r["sparse_edited"]
+    print(f"edit {r['site']}[{r['channel']}] := {r['value']} on {r['prompt'][-60:]!r}; candidates {a!r} / {b!r}")
+    print(f"  sparse model:  P={p0a:.4f} / {p0b:.4f} -> {p1a:.4f} / {p1b:.4f}")
+    base = r["dense"][min(r["dense"])]
+    for strength, (pa, pb) in r["dense"].items():
         print(f"  dense, strength {strength:4.2f}: P={pa:.4f} / {pb:.4f}  (change {pa - base[0]:+.4f} / {pb - base[1]:+.4f})")
 
 

@@ -12,15 +12,16 @@ import torch
 
 from ..errors import UserError
 
-LAYER_HOOKS = ("resid_in", "attn.act_in", "attn.q", "attn.k", "attn.v", "attn.y", "attn.resid_delta",
-               "resid_mid", "mlp.act_in", "mlp.post_act", "mlp.resid_delta")
+LAYER_HOOKS = ("resid_in", "attn.norm_scale", "attn.act_in", "attn.q", "attn.k", "attn.v", "attn.pattern", "attn.y",
+               "attn.resid_delta", "resid_mid", "mlp.norm_scale", "mlp.act_in", "mlp.post_act", "mlp.resid_delta")
 
 HookFn = Callable[[torch.Tensor, str], "torch.Tensor | None"]
 
 
 def hook_names(n_layer: int) -> list[str]:
-    """All hook names of a model with `n_layer` layers, in forward order."""
-    return [f"{i}.{h}" for i in range(n_layer) for h in LAYER_HOOKS] + ["final_resid"]
+    """All hook names of a model with `n_layer` layers, in forward order (a model without norms never
+    calls the `norm_scale` ones)."""
+    return [f"{i}.{h}" for i in range(n_layer) for h in LAYER_HOOKS] + ["final_resid", "final_norm_scale"]
 
 
 def node_name(layer: int, location: str, channel: int) -> str:

@@ -36,12 +36,28 @@ def abs_topk(x: torch.Tensor, k: int | None) -> torch.Tensor:
     return torch.zeros_like(x).scatter(-1, idx, x.gather(-1, idx))
 
 
-def make_norm(cfg: ModelConfig) -> nn.Module:
-    if cfg.norm == "rmsnorm":
-        return nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
-    if cfg.norm == "layernorm":
-        return nn.LayerNorm(cfg.d_model, eps=cfg.norm_eps, bias=cfg.bias)
-    return nn.Identity()
+class Norm(nn.Module):
+    """RMSNorm or LayerNorm (torch's computation) whose divisor, shape (B, T, 1), passes through a hook
+    (`0.attn.norm_scale`, ..., `final_norm_scale`), so it can be read, or frozen by the pruner's control."""
+
+    def __init__(self, cfg: ModelConfig, hooks: HookPoints, name: str):
+        super().__init__()
+        self.hooks, self.name, self.centred, self.eps = hooks, name, cfg.norm == "layernorm", cfg.norm_eps
+        self.weight = nn.Parameter(torch.ones(cfg.d_model))
+        self.bias = nn.Parameter(torch.zeros(cfg.d_model)) if self.centred and cfg.bias else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.float()
+        if self.centred:
+            h = h - h.mean(-1, keepdim=True)
+        eps = self.eps if self.eps is not None else torch.finfo(h.dtype).eps
+        scale = self.hooks(self.name, (h.pow(2).mean(-1, keepdim=True) + eps).sqrt())
+        h = h / scale * self.weight
+        return (h + self.bias if self.bias is not None else h).type_as(x)
+
+
+def make_norm(cfg: ModelConfig, hooks: HookPoints, name: str) -> nn.Module:
+    return Norm(cfg, hooks, name) if cfg.norm in ("rmsnorm", "layernorm") else nn.Identity()
 
 
 def attention_mask(cfg: ModelConfig) -> torch.Tensor:
@@ -81,7 +97,8 @@ class Attention(nn.Module):
         q = hook(p + "q", abs_topk(q, self.k["q"])).view(B, T, H, D).transpose(1, 2)
         k = hook(p + "k", abs_topk(k, self.k["k"])).view(B, T, H, D).transpose(1, 2)
         v = hook(p + "v", abs_topk(v, self.k["v"])).view(B, T, H, D).transpose(1, 2)
-        y = self.attend(q, k, v).transpose(1, 2).reshape(B, T, H * D)
+        pattern = hook(p + "pattern", self.pattern(q, k))
+        y = (pattern @ v).transpose(1, 2).reshape(B, T, H * D)
         y = hook(p + "y", y)
         return abs_topk(self.c_proj(y), self.k["out"])
 
@@ -100,15 +117,9 @@ class Attention(nn.Module):
             mask = mask.expand(B, H, T, S).reshape(B * H, T, S)
         return torch.baddbmm(mask, q.flatten(0, 1), k.flatten(0, 1).transpose(1, 2))
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        """Per-head attention output (B, H, T, D); the sink's value is zero."""
-        p = torch.softmax(self.scores(q, k), dim=-1)
-        if self.sink_logit is not None:
-            v = F.pad(v, (0, 0, 1, 0))
-        return torch.bmm(p, v.flatten(0, 1)).unflatten(0, q.shape[:2])
-
     def pattern(self, q: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
-        """Attention weights (B, H, T, T) from per-head q and k (B, H, T, D); the sink takes the rest."""
+        """Attention weights (B, H, T, T) from per-head q and k (B, H, T, D); the sink, whose value is
+        zero, takes the rest of each row."""
         T = q.shape[2]
         return torch.softmax(self.scores(q, k), dim=-1)[..., -T:].unflatten(0, q.shape[:2])
 
@@ -131,7 +142,7 @@ class Block(nn.Module):
     def __init__(self, cfg: ModelConfig, layer: int, hooks: HookPoints):
         super().__init__()
         self.hooks, self.p = hooks, f"{layer}."
-        self.ln_1, self.ln_2 = make_norm(cfg), make_norm(cfg)
+        self.ln_1, self.ln_2 = make_norm(cfg, hooks, f"{layer}.attn.norm_scale"), make_norm(cfg, hooks, f"{layer}.mlp.norm_scale")
         self.attn, self.mlp = Attention(cfg, layer, hooks), MLP(cfg, layer, hooks)
         self.k_attn_in, self.k_mlp_in = cfg.abstopk_k("attn_in"), cfg.abstopk_k("mlp_in")
 
@@ -157,7 +168,7 @@ class SparseTransformer(nn.Module):
         self.wte = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.wpe = nn.Embedding(cfg.block_size, cfg.d_model) if cfg.pos_emb == "learned" else None
         self.blocks = nn.ModuleList(Block(cfg, i, self.hooks) for i in range(cfg.n_layer))
-        self.ln_f = make_norm(cfg)
+        self.ln_f = make_norm(cfg, self.hooks, "final_norm_scale")
         self.lm_head = None if cfg.tied else nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
         self.bigram = nn.Parameter(torch.zeros(cfg.vocab_size, cfg.vocab_size)) if cfg.bigram else None
         if cfg.final_logit_bias:

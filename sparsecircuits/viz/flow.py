@@ -21,11 +21,11 @@ def flow_strengths(model, circuit, pruner, tokens: torch.Tensor, lengths: list[i
         seen[name] = x.detach().float()
 
     gates = circuit.gates(cfg, pruner.device)
-    pruner.forward(tokens, gates, [(f"{L}.attn.{p}", record) for L in range(cfg.n_layer) for p in "qkv"])
+    pruner.forward(tokens, gates, [(f"{L}.attn.{p}", record) for L in range(cfg.n_layer) for p in ("v", "pattern")])
     layers = []
     for L, block in enumerate(model.blocks):
-        q, k, v = (seen[f"{L}.attn.{p}"].view(B, -1, H, D).transpose(1, 2) for p in "qkv")
-        att = block.attn.pattern(q, k).float().cpu()                       # (B, H, T, T)
+        v = seen[f"{L}.attn.v"].view(B, -1, H, D).transpose(1, 2)
+        att = seen[f"{L}.attn.pattern"].cpu()                              # (B, H, T, T)
         writes = circuit.nodes.get(f"{L}.attn.resid_delta", [])
         kept_v = circuit.nodes.get(f"{L}.attn.v", [])
         strength = torch.zeros(att.shape[0], att.shape[2], att.shape[3])
