@@ -1,3 +1,4 @@
+import argparse
 import json
 import subprocess
 import sys
@@ -7,6 +8,7 @@ import pytest
 from sparsecircuits import DataConfig, RunConfig, TrainConfig
 from sparsecircuits import train as sc_train
 from sparsecircuits.cli import main
+from sparsecircuits.cli.main import build_parser
 from sparsecircuits.config_io import to_dict
 from sparsecircuits.training.checkpoint import checkpoints
 
@@ -156,12 +158,26 @@ def test_the_installed_command_exits_2_with_one_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def _subcommands(parser, prefix=()):
+    """Every leaf subcommand of the parser, as argument lists: ["train"], ["corpus", "build"], ..."""
+    actions = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not actions:
+        return [list(prefix)]
+    return [c for name, sub in actions[0].choices.items() for c in _subcommands(sub, (*prefix, name))]
+
+
 def test_every_subcommand_has_help(capsys):
-    for cmd in ("demo", "train", "sparsify", "eval"):
+    commands = _subcommands(build_parser())
+    names = {" ".join(c) for c in commands}
+    assert {"demo", "train", "sparsify", "eval", "corpus build", "tasks list", "tasks show", "prune", "validate",
+            "viz", "figure", "export", "steer"} <= names
+    for cmd in commands:
         with pytest.raises(SystemExit) as exc:
-            main([cmd, "--help"])
+            main([*cmd, "--help"])
         assert exc.value.code == 0
-        assert "usage: sparsecircuits " + cmd in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert out.startswith("usage: sparsecircuits " + " ".join(cmd)), cmd
+        assert len(out.splitlines()) > 3, cmd  # options are described, not only the usage line
 
 
 def test_train_init_from_starts_at_the_given_weights(capsys, tmp_path, base_model):
