@@ -7,7 +7,7 @@ from sparsecircuits.data.corpus import build_corpus
 from sparsecircuits.tasks import required_tokens
 
 
-SLOW_FIXTURES = {"adder", "stdlib_corpus"}         # each trains a model or builds a corpus
+SLOW_FIXTURES = {"adder", "stdlib_corpus", "quick_sweep"}  # each trains a model or builds a corpus
 SLOW_MODULES = {"test_demo", "test_distributed", "test_bad_input", "test_viz", "test_bridges"}
 
 

@@ -14,6 +14,7 @@ from sparsecircuits import DataConfig, RunConfig, TrainConfig
 from sparsecircuits.cli import main
 from sparsecircuits.config_io import to_dict
 from sparsecircuits.data.corpus import build_corpus
+from sparsecircuits.frontier import sweep_preset
 
 from conftest import small_config
 
@@ -194,7 +195,35 @@ CASES = {
     "steer value nan": (lambda w, t: ["steer", w / "model", "--channel", "0.resid_mid[1]", "--value", "nan",
                                       "--task", "add2_digit4"], ["--value"]),
     "demo out is a file": (lambda w, t: ["demo", "--quick", "--out", lines(t, "x", "f.txt")], ["not a directory"]),
+    # --- frontier sweeps and activations ---
+    "sweep with an unknown key": (lambda w, t: ["frontier", sweep_file(t, colour="red"), "--out", OUT], ["colour"]),
+    "sweep with an empty grid": (lambda w, t: ["frontier", sweep_file(t, widths=[], dense_widths=[]), "--out", OUT],
+                                 ["empty"]),
+    "sweep task no tokenizer encodes": (lambda w, t: ["frontier", sweep_file(t, tasks=["close_quote"]), "--out", OUT],
+                                        ["close_quote"]),
+    "sweep target 0": (lambda w, t: ["frontier", sweep_file(t, targets=[0.0]), "--out", OUT], ["target"]),
+    "sweep target negative": (lambda w, t: ["frontier", sweep_file(t, targets=[-1.0]), "--out", OUT], ["target"]),
+    "sweep density 0": (lambda w, t: ["frontier", sweep_file(t, densities=[0.0]), "--out", OUT], ["density"]),
+    "sweep unknown prune key": (lambda w, t: ["frontier", sweep_file(t, prune={"stepz": 3}), "--out", OUT], ["stepz"]),
+    "sweep onto a model": (lambda w, t: ["frontier", sweep_file(t), "--out", copy(w, t, "model")], ["not empty"]),
+    "sweep jobs 0": (lambda w, t: ["frontier", sweep_file(t), "--out", OUT, "--jobs", "0"], ["--jobs"]),
+    "sweep preset unknown": (lambda w, t: ["frontier", "--preset", "nope", "--out", OUT], ["unknown sweep preset"]),
+    "sweep quick of a python preset": (lambda w, t: ["frontier", "--preset", "python-cpu", "--quick", "--corpus",
+                                                     w / "corpus", "--out", OUT], ["--quick"]),
+    "sweep cell unknown": (lambda w, t: ["frontier", sweep_file(t), "--out", OUT, "--cell", "w9-dense"], ["w9-dense"]),
+    "activations set unknown": (lambda w, t: ["activations", w / "model", "--data", t / "absent", "--out", OUT],
+                                ["absent"]),
+    "activations -n 0": (lambda w, t: ["activations", w / "model", "-n", "0", "--out", OUT], ["-n"]),
+    "activations without run.json": (lambda w, t: ["activations", w / "model_norun", "--out", OUT], ["--corpus"]),
+    "activations text not UTF-8": (lambda w, t: ["activations", w / "model", "--data", bad_utf8(t), "--out", OUT],
+                                   ["UTF-8"]),
 }
+
+
+def sweep_file(tmp_path, **fields):
+    data = {**to_dict(sweep_preset("arithmetic-cpu", quick=True)), **fields}
+    (tmp_path / "sweep.json").write_text(json.dumps(data))
+    return tmp_path / "sweep.json"
 
 
 def hf_dir(tmp_path, **config):

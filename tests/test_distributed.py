@@ -2,6 +2,7 @@
 every step, match a single-process run over the same global batch, and only rank 0 writes."""
 import json
 import os
+from dataclasses import replace
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ import torch.multiprocessing as mp
 
 from sparsecircuits import DataConfig, RunConfig, TrainConfig, Trainer
 from sparsecircuits.config_io import to_dict
+from sparsecircuits.frontier import sweep_preset
 
 from conftest import small_config
 
@@ -81,3 +83,21 @@ def test_torchrun_trains_and_only_rank_0_writes(tmp_path):
                                                        "tokenizer.json", "train_log.json"]
     state = json.loads((out / f"checkpoint-{STEPS:08d}" / "state.json").read_text())
     assert state["step"] == STEPS
+
+
+def test_a_frontier_cell_trains_under_torchrun_and_rank_0_prunes(tmp_path):
+    quick = sweep_preset("arithmetic-cpu", quick=True)
+    sweep = replace(quick, train=replace(quick.train, steps=40), tasks=["add2_digit2"], targets=[0.8], curve_targets=[],
+                    controls=[])
+    (tmp_path / "sweep.json").write_text(json.dumps(to_dict(sweep)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", str(free_port()), "-m", "sparsecircuits", "frontier",
+                           str(tmp_path / "sweep.json"), "--out", str(tmp_path / "s"), "--cell", "w16-d1_2", "--quiet"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("frontier: 1 of") == 1  # one rank reports
+    record = json.loads((tmp_path / "s" / "cells" / "w16-d1_2" / "cell.json").read_text())
+    assert record["status"] == "done" and record["rows"][0]["status"] == "pruned"
+    state = json.loads((tmp_path / "s" / "cells" / "w16-d1_2" / "model" / "checkpoint-00000040" / "state.json").read_text())
+    assert state["step"] == 40

@@ -22,6 +22,7 @@ from .run import prune
 
 CLOSE = 2.0            # a control within this factor of the real circuit's edges is a warning
 BINARISE_STEPS = 300
+CONTROLS = ("random_weights", "nonsense_labels", "frozen_norms")
 
 
 def _coin(text: str) -> bool:
@@ -109,19 +110,34 @@ def validate(model, task: Task, circuit: Circuit, means, controls: bool = True, 
     report["binarised"] = binarised(pruner, kept, binarise_steps)
     report["controls"], report["warnings"] = {}, []
     if controls:
-        settings = {k: v for k, v in circuit.settings.items() if k in PruneConfig.__dataclass_fields__}
-        settings.pop("target_loss", None)
-        twin = reinitialised(model, cfg.seed)
-        runs = {"random_weights": (twin, task, settings, _twin_means(twin, pruner, means)),
-                "nonsense_labels": (model, nonsense_task(task), settings, means),
-                "frozen_norms": (model, task, {**settings, "freeze_norms": True}, means)}
-        for name, (m, t, s, mu) in runs.items():
-            c = prune(m, t, circuit.target, means=mu, progress=progress, require_reachable=False, **s)
-            report["controls"][name] = {"reached": c.reached, "loss": c.loss, "nodes": c.n_nodes, "edges": c.n_edges}
-            if name != "frozen_norms" and c.reached and c.n_edges <= CLOSE * max(1, circuit.n_edges):
-                report["warnings"].append(f"control {name} reaches the target with {c.n_edges} edges "
+        report["controls"] = control_prunings(model, task, circuit, means, CONTROLS, progress, pruner)
+        for name, c in report["controls"].items():
+            if name != "frozen_norms" and c["reached"] and c["edges"] <= CLOSE * max(1, circuit.n_edges):
+                report["warnings"].append(f"control {name} reaches the target with {c['edges']} edges "
                                           f"(circuit: {circuit.n_edges}): do not trust this circuit's mechanism")
     return report
+
+
+def control_prunings(model, task: Task, circuit: Circuit, means, names=CONTROLS, progress: bool = True,
+                     pruner: Pruner | None = None) -> dict:
+    """The circuit's pruning run again, at its target, where no real circuit should be small: on the
+    model with its weights reinitialised, on labels that are a coin flip of the prompt, and with the
+    norms frozen at their unpruned scale. `pruner` (the circuit's own) supplies the twin's means."""
+    settings = {k: v for k, v in circuit.settings.items() if k in PruneConfig.__dataclass_fields__}
+    settings.pop("target_loss", None)
+    out = {}
+    for name in names:
+        if name == "random_weights":
+            twin = reinitialised(model, settings.get("seed", 0))
+            run = (twin, task, settings, _twin_means(twin, pruner, means) if pruner is not None else None)
+        elif name == "nonsense_labels":
+            run = (model, nonsense_task(task), settings, means)
+        else:
+            run = (model, task, {**settings, "freeze_norms": True}, means)
+        m, t, s, mu = run
+        c = prune(m, t, circuit.target, means=mu, progress=progress, require_reachable=False, **s)
+        out[name] = {"reached": c.reached, "loss": c.loss, "nodes": c.n_nodes, "edges": c.n_edges}
+    return out
 
 
 def _twin_means(twin, pruner: Pruner, means):

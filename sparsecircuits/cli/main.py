@@ -15,12 +15,16 @@ from ..atomic import atomic_write_json
 from ..circuits import prune, search
 from ..circuits.export import FORMATS
 from ..data.corpus import build_corpus
+from ..config_io import load_json
 from ..errors import UserError
+from ..frontier import SweepConfig, model_activations, run_sweep, sweep_preset, write_activation_figure
+from ..frontier.activations import SETS
+from ..frontier.config import PRESETS as SWEEPS
 from ..tasks import TASKS, get_task, required_tokens
 from ..training.checkpoint import checkpoints
 from ..training.presets import PRESETS
 from .demo import run_demo
-from .report import format_report, format_validation
+from .report import format_activations, format_frontier, format_report, format_validation
 
 
 class _Parser(argparse.ArgumentParser):
@@ -200,6 +204,37 @@ def cmd_steer(args) -> None:
         print(f"  dense, strength {strength:4.2f}: P={pa:.4f} / {pb:.4f}  (change {pa - base[0]:+.4f} / {pb - base[1]:+.4f})")
 
 
+def cmd_frontier(args) -> None:
+    if bool(args.preset) == bool(args.sweep):
+        raise UserError("give a sweep file or --preset NAME (not both)")
+    if args.quick and not args.preset:
+        raise UserError("--quick is a setting of --preset arithmetic-cpu")
+    if args.sweep:
+        cfg = load_json(SweepConfig, args.sweep)
+    else:
+        cfg = sweep_preset(args.preset, args.quick, api.ensure_corpus(args.corpus, lambda m: print(m, file=sys.stderr))
+                           if args.preset.startswith("python") else args.corpus)
+    summary = run_sweep(cfg, args.out, jobs=args.jobs, progress=not args.quiet, only=args.cell)
+    if summary:
+        print(format_frontier(summary))
+        print(f"wrote {Path(args.out) / 'results.jsonl'}, summary.json and frontier.png/.svg")
+
+
+def cmd_activations(args) -> None:
+    sets = [d for d in args.data if d in SETS]
+    paths = [d for d in args.data if d not in SETS]
+    if len(paths) > 1:
+        raise UserError(f"give at most one corpus or text file, got {', '.join(paths)}")
+    report = model_activations(args.model, sets, paths[0] if paths else None, n=args.n, corpus=args.corpus)
+    out = Path(args.out)
+    _refuse_file(out)
+    atomic_write_json(out / "activations.json", report)
+    write_activation_figure(report, out / "activations.png")
+    print(f"activation sparsity of {args.model} at every node location (means over locations):")
+    print(format_activations(report))
+    print(f"wrote {out / 'activations.json'} and {out / 'activations.png'}")
+
+
 def cmd_demo(args) -> None:
     _refuse_file(args.out)
     run_demo(Path(args.out), quick=args.quick, progress=not args.quiet)
@@ -329,6 +364,26 @@ def build_parser() -> argparse.ArgumentParser:
     cb.add_argument("--vocab-size", type=int, default=2048)
     cb.add_argument("--val-percent", type=float, default=5.0, help="percent of files held out for validation")
     cb.set_defaults(func=cmd_corpus_build)
+
+    fr = sub.add_parser("frontier", help="sweep density x width: each cell's loss against its circuits' size")
+    fr.add_argument("sweep", nargs="?", help="sweep config JSON (or use --preset)")
+    fr.add_argument("--preset", help=f"a named sweep: {', '.join(SWEEPS)}")
+    fr.add_argument("--quick", action="store_true", help="a tiny grid (arithmetic-cpu), to check the pipeline")
+    fr.add_argument("--corpus", default="corpus", help="corpus directory for the python presets (built if missing)")
+    fr.add_argument("--out", required=True, help="sweep directory (a rerun resumes it)")
+    fr.add_argument("--jobs", type=_count(1, 256), default=1, help="cells trained and pruned in parallel processes")
+    fr.add_argument("--cell", nargs="+", help="run only these cells (one, under torchrun)")
+    fr.add_argument("--quiet", action="store_true")
+    fr.set_defaults(func=cmd_frontier)
+
+    ac = sub.add_parser("activations", help="activation sparsity per layer and location, familiar vs unfamiliar inputs")
+    ac.add_argument("model", help="model directory")
+    ac.add_argument("--data", nargs="+", default=list(SETS),
+                    help=f"input sets: {', '.join(SETS)}, and at most one corpus directory or text file")
+    ac.add_argument("--corpus", help="the familiar data of a model without run.json (a corpus directory)")
+    ac.add_argument("-n", type=_count(1, 10 ** 5), default=256, help="examples per input set")
+    ac.add_argument("--out", required=True, help="directory for activations.json and activations.png")
+    ac.set_defaults(func=cmd_activations)
 
     k = sub.add_parser("tasks", help="list and show tasks")
     ksub = k.add_subparsers(dest="tasks_command", required=True, parser_class=_Parser)

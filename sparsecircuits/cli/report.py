@@ -1,4 +1,5 @@
-"""The text the CLI and the demo print: a model's report and a circuit's validation table."""
+"""The text the CLI and the demo print: a model's report, a circuit's validation table, a sweep's
+frontier and a model's activation sparsity."""
 from __future__ import annotations
 
 
@@ -48,4 +49,48 @@ def format_validation(r: dict) -> str:
         lines.append(f"  {'control: ' + name:<28} {c['loss']:8.4f}  {c['nodes']} nodes, {c['edges']} edges, "
                      f"{'reached' if c['reached'] else 'not reached'}")
     lines += [f"  WARNING: {w}" for w in r.get("warnings", [])]
+    return "\n".join(lines)
+
+
+def format_frontier(s: dict) -> str:
+    """Each cell's loss and circuit size, the matched sparse/dense ratio and the two trends."""
+    lines = [f"frontier: {s['finished']} of {s['cells']} cells finished; circuit edges at target loss {s['target']:g} "
+             "(geometric mean over tasks)",
+             f"  {'cell':<26} {'kind':<10} {'nonzero':>9} {'loss':>9} {'edges':>9}  tasks reached"]
+    for p in s["points"]:
+        edges = f"{p['edges']:9.1f}" if p["edges"] else f"{'-':>9}"
+        lines.append(f"  {p['cell']:<26} {p['kind']:<10} {p['nonzero']:9,} {p['pretrain_loss']:9.4f} {edges}  "
+                     f"{p['reached']}/{p['tasks']}")
+    for name, err in s["failed"].items():
+        lines.append(f"  {name:<26} FAILED: {err}")
+    r = s["sparse_dense_ratio"]
+    if r["ratio"] is not None:
+        lines.append(f"sparse/dense edge ratio at matched pretraining loss: {r['ratio']:.1f}x "
+                     f"({r['matched_cells']} of {r['sparse_cells']} sparse cells within the dense loss range)")
+    else:
+        lines.append(f"sparse/dense edge ratio at matched pretraining loss: not measured (no sparse cell's loss lies "
+                     f"within the dense models' range {r['dense_loss_range']})")
+    for m in s["matched"]:
+        if m.get("matched"):
+            lines.append(f"  {m['cell']}: dense {m['dense_edges']:.1f} vs sparse {m['edges']:.1f} edges -> {m['ratio']:.1f}x")
+        elif "nearest_dense" in m:
+            lines.append(f"  {m['cell']}: loss {m['pretrain_loss']:.4f} outside the dense range; nearest dense "
+                         f"{m['nearest_dense']} (loss {m['nearest_loss']:.4f}) has {m['nearest_ratio']:.1f}x its edges")
+    t = s["trends"]
+    for key, label, groups in (("lower_l0", "lower L0 at fixed width: loss rises, circuits shrink", "by_width"),
+                               ("wider", "wider at fixed L0: loss and circuits both fall", "by_l0")):
+        holds = t[key]["holds"]
+        lines.append(f"trend, {label}: {'HOLDS' if holds else 'does NOT hold' if holds is False else 'not measured'}")
+        for g in t[key][groups].values():
+            lines.append("  " + " -> ".join(f"{c} (loss {l:.4f}, {e:.1f} edges)"
+                                           for c, l, e in zip(g["cells"], g["loss"], g["edges"])))
+    return "\n".join(lines)
+
+
+def format_activations(report: dict) -> str:
+    """Mean activation sparsity per input set."""
+    lines = [f"  {'inputs':<10} {'tokens':>7} {'near-zero':>10} {'Hoyer':>7} {'top-1% share':>13}"]
+    for name, r in report.items():
+        m = r["mean"]
+        lines.append(f"  {name:<10} {r['n_tokens']:7,} {m['near_zero']:10.3f} {m['hoyer']:7.3f} {m['top1_share']:13.3f}")
     return "\n".join(lines)

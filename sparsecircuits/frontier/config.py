@@ -1,0 +1,182 @@
+"""A frontier sweep (METHOD 7): a grid of model cells, the tasks their circuits are pruned on, and
+the target losses, as one JSON object that round-trips.
+
+Widths scale `model.d_model`, `n_head` (at least 1) and `d_mlp` together. `densities` are those of the narrowest
+width; a wider cell keeps the same number of nonzero weights (density x (narrowest / width)^2, as the
+paper widens at fixed L0). Each width also gets a dense baseline, `dense_widths` adds dense models of
+other widths (so the dense loss-vs-size curve spans a range to interpolate in), and `sparsified`
+sparsity-finetunes each width's dense baseline to those densities (METHOD 4).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..circuits.pruner import PruneConfig
+from ..circuits.validation import CONTROLS
+from ..config_io import from_dict
+from ..errors import UserError, check_number
+from ..model.config import ModelConfig
+from ..sparsity.projection import check_density
+from ..tasks import PYTHON_TASKS
+from ..training.config import DataConfig, RunConfig, TrainConfig
+
+SWEEP_FILE = "sweep.json"
+
+
+@dataclass
+class Cell:
+    """One model of the grid: `kind` sparse (trained sparse from scratch), dense, or sparsified
+    (the dense model of the same width, sparsity-finetuned)."""
+    name: str
+    kind: str
+    width: int
+    density: float
+
+    @property
+    def base(self) -> str | None:
+        """The cell a sparsified cell is finetuned from."""
+        return f"w{self.width}-dense" if self.kind == "sparsified" else None
+
+
+@dataclass
+class SweepConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)   # steps etc. of the sparse cells
+    dense_steps: int = 0             # 0: train.steps
+    sparsify_steps: int = 0          # 0: train.steps
+    widths: list[int] = field(default_factory=lambda: [64, 128])
+    densities: list[float] = field(default_factory=lambda: [1 / 4, 1 / 16, 1 / 64])
+    dense_widths: list[int] = field(default_factory=list)
+    sparsified: list[float] = field(default_factory=list)
+    tasks: list[str] = field(default_factory=lambda: ["add2_digit4"])
+    targets: list[float] = field(default_factory=lambda: [0.15])
+    pass_accuracy: float = 0.0       # prune only the tasks a model gets right at least this often
+    prune: dict = field(default_factory=dict)      # PruneConfig fields for every pruning
+    controls: list[str] = field(default_factory=list)  # control prunings recorded beside each circuit
+    curve_targets: list[float] = field(default_factory=list)  # more targets, on the first task ...
+    curve_cells: list[str] = field(default_factory=list)      # ... of these cells (default: a sparse, a dense)
+    activation_sets: list[str] = field(default_factory=lambda: ["familiar", "harder", "shuffled"])
+
+    def __post_init__(self):
+        for name in ("dense_steps", "sparsify_steps"):
+            check_number(f"sweep '{name}'", getattr(self, name), 0, integer=True)
+        if not self.widths and not self.dense_widths:
+            raise UserError("the sweep's grid is empty: give at least one width")
+        for w in [*self.widths, *self.dense_widths]:
+            check_number("sweep width", w, 1, 1 << 16, integer=True)
+            if w * self.model.d_mlp % self.model.d_model:
+                raise UserError(f"width {w} does not scale the model's d_mlp {self.model.d_mlp} (d_model "
+                                f"{self.model.d_model}) to a whole number")
+        for d in [*self.densities, *self.sparsified]:
+            check_density(d)
+        if not self.tasks:
+            raise UserError("the sweep has no tasks")
+        if not self.targets:
+            raise UserError("the sweep has no target losses")
+        for t in [*self.targets, *self.curve_targets]:
+            check_number("sweep target loss", t, 0, low_open=True)
+        if not isinstance(self.prune, dict):
+            raise UserError("sweep 'prune' must be a JSON object of prune settings")
+        from_dict(PruneConfig, {**self.prune, "target_loss": self.targets[0]})  # names a bad key now
+        names = {c.name for c in self.cells()}
+        unknown = sorted(set(self.curve_cells) - names)
+        if unknown:
+            raise UserError(f"curve_cells names no cell of the grid: {', '.join(unknown)}")
+        check_number("sweep 'pass_accuracy'", self.pass_accuracy, 0, 1)
+        unknown = sorted(set(self.controls) - set(CONTROLS))
+        if unknown:
+            raise UserError(f"unknown control(s) {', '.join(unknown)} (known: {', '.join(CONTROLS)})")
+        unknown = sorted(set(self.activation_sets) - {"familiar", "harder", "shuffled"})
+        if unknown:
+            raise UserError(f"unknown activation set(s) {', '.join(unknown)} (known: familiar, harder, shuffled)")
+
+    def cells(self) -> list[Cell]:
+        """The grid in training order: sparse and dense cells first, then the sparsified ones."""
+        narrow = min(self.widths) if self.widths else 0
+        out = [Cell(f"w{w}-d{_fmt(d * (narrow / w) ** 2)}", "sparse", w, d * (narrow / w) ** 2) for w in self.widths
+               for d in self.densities if d < 1]
+        out += [Cell(f"w{w}-dense", "dense", w, 1.0) for w in sorted(set(self.widths) | set(self.dense_widths))]
+        out += [Cell(f"w{w}-sparsified-d{_fmt(d * (narrow / w) ** 2)}", "sparsified", w, d * (narrow / w) ** 2)
+                for w in self.widths for d in self.sparsified]
+        return out
+
+    def curve(self) -> list[str]:
+        """The cells whose circuit size is also measured against `curve_targets`."""
+        if self.curve_cells or not self.curve_targets:
+            return list(self.curve_cells)
+        cells, wide = self.cells(), max(self.widths or self.dense_widths)
+        sparse = [c.name for c in cells if c.kind == "sparse" and c.width == wide]
+        return ([sparse[len(sparse) // 2]] if sparse else []) + [f"w{wide}-dense"]
+
+    def shape(self, width: int) -> ModelConfig:
+        m = self.model
+        return replace(m, d_model=width, n_head=max(1, m.n_head * width // m.d_model), d_mlp=m.d_mlp * width // m.d_model)
+
+    def run(self, cell: Cell) -> RunConfig:
+        """The run that trains a sparse or dense cell from scratch."""
+        steps = self.train.steps if cell.kind == "sparse" else (self.dense_steps or self.train.steps)
+        return RunConfig(model=self.shape(cell.width), data=self.data,
+                         train=replace(self.train, density=cell.density, steps=steps))
+
+
+def _fmt(density: float) -> str:
+    """1/64 -> '1_64', 0.3 -> '0.3': a cell name that says its density."""
+    inv = 1 / density
+    return f"1_{round(inv)}" if abs(inv - round(inv)) < 1e-6 else f"{density:g}"
+
+
+def _arithmetic(quick: bool) -> SweepConfig:
+    """2-digit addition on 2 CPU cores: 3 densities x 2 widths, their dense baselines and two narrower
+    dense models, each width's dense model sparsified, every answer digit pruned at loss 0.15."""
+    if quick:
+        model = ModelConfig(vocab_size=12, block_size=16, n_layer=2, d_model=32, n_head=2, d_head=8, d_mlp=64,
+                            pos_emb="learned")
+        train = TrainConfig(steps=600, batch_size=64, lr=1e-2, checkpoint_every=200, device="cpu")
+        return SweepConfig(model=model, data=DataConfig(kind="addition", n_digits=2), train=train, dense_steps=600,
+                           sparsify_steps=300, widths=[16, 32], densities=[1 / 2, 1 / 8], dense_widths=[8],
+                           sparsified=[1 / 4],
+                           tasks=["add2_digit2", "add2_digit3"], targets=[0.5], curve_targets=[0.1, 0.3],
+                           prune={"steps": 60, "n_train": 256, "n_test": 128}, controls=["nonsense_labels"])
+    model = ModelConfig(vocab_size=12, block_size=16, n_layer=4, d_model=64, n_head=4, d_head=16, d_mlp=256,
+                        pos_emb="learned")
+    train = TrainConfig(steps=2000, batch_size=128, lr=1e-2, checkpoint_every=500, device="auto")
+    return SweepConfig(model=model, data=DataConfig(kind="addition", n_digits=2), train=train, dense_steps=800,
+                       sparsify_steps=2000, widths=[64, 128], densities=[1 / 4, 1 / 16, 1 / 64], dense_widths=[16, 32],
+                       sparsified=[1 / 16], tasks=[f"add2_digit{i}" for i in range(5)], targets=[0.15],
+                       curve_targets=[0.05, 0.4], controls=["nonsense_labels"])
+
+
+def _python(gpu: bool, corpus: str) -> SweepConfig:
+    """The code corpus at densities that are really sparse (1/8 and below): python-tiny's shape on a CPU,
+    the paper's shapes (python-paper-*) on a GPU. Every task a model passes is pruned."""
+    if gpu:
+        model = ModelConfig(vocab_size=2048, block_size=256, n_layer=8, d_model=256, n_head=16, d_head=16, d_mlp=1024,
+                            pos_emb="none", bigram=True, sink=True, afrac=1 / 8)
+        train = TrainConfig(steps=100_000, batch_size=64, lr=1e-2, anneal_start=0.01, anneal_end=0.5,
+                            checkpoint_every=1000, device="auto")
+        widths, densities = [256, 512, 1024], [1 / 8, 1 / 32, 1 / 128]
+    else:
+        model = ModelConfig(vocab_size=2048, block_size=128, n_layer=4, d_model=128, n_head=8, d_head=16, d_mlp=512,
+                            pos_emb="alibi", bigram=True, sink=True)
+        train = TrainConfig(steps=6500, batch_size=32, lr=4e-2, anneal_start=0.01, anneal_end=0.5,
+                            checkpoint_every=250, device="auto")
+        widths, densities = [128], [1 / 8, 1 / 16, 1 / 32]
+    return SweepConfig(model=model, data=DataConfig(kind="corpus", path=corpus), train=train, widths=widths,
+                       densities=densities, tasks=list(PYTHON_TASKS), targets=[0.15], pass_accuracy=0.9,
+                       activation_sets=["familiar", "shuffled"])
+
+
+PRESETS = {
+    "arithmetic-cpu": lambda quick, corpus: _arithmetic(quick),
+    "python-cpu": lambda quick, corpus: _python(False, corpus),
+    "python-gpu": lambda quick, corpus: _python(True, corpus),
+}
+
+
+def sweep_preset(name: str, quick: bool = False, corpus: str = "corpus") -> SweepConfig:
+    if name not in PRESETS:
+        raise UserError(f"unknown sweep preset {name!r} (known: {', '.join(PRESETS)})")
+    if quick and name != "arithmetic-cpu":
+        raise UserError("--quick is a setting of the arithmetic-cpu preset")
+    return PRESETS[name](quick, corpus)

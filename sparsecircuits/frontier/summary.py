@@ -1,0 +1,172 @@
+"""What a sweep shows (METHOD 7): each cell's pretraining loss against the geometric mean of its
+circuits' edges over tasks, the sparse/dense edge ratio at matched pretraining loss, and whether the
+two trends hold (lower L0 at fixed width: higher loss, smaller circuits; wider at fixed L0: both better).
+
+A cell's size is the geometric mean over tasks of max(1, edges) at the first target loss, and only when
+every task's circuit reaches it (a task answered by a constant has a circuit of no edges). Dense
+sizes are interpolated in log edges against log loss between the two dense cells whose losses bracket
+a sparse cell's; a sparse cell outside the dense range is not matched, and the summary says so.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from ..atomic import atomic_path
+from .config import SweepConfig
+
+LOSS_FLOOR = 1e-6  # losses are compared on a log scale; a perfect model sits at this floor
+
+
+def _geomean(values) -> float:
+    return math.exp(sum(math.log(max(1, v)) for v in values) / len(values))
+
+
+def cell_point(rec: dict, target: float) -> dict:
+    c = rec["cell"]
+    rows = [r for r in rec["rows"] if r["target"] == target]
+    reached = [r for r in rows if r.get("reached")]
+    return {"cell": c["name"], "kind": c["kind"], "width": c["width"], "density": c["density"],
+            "nonzero": rec["nonzero"], "pretrain_loss": rec["pretrain_loss"], "accuracy": rec.get("accuracy"),
+            "tasks": len(rows), "reached": len(reached),
+            "edges": round(_geomean([r["edges"] for r in reached]), 2) if rows and len(reached) == len(rows) else None}
+
+
+def _log_loss(p: dict) -> float:
+    return math.log(max(LOSS_FLOOR, p["pretrain_loss"]))
+
+
+def matched_ratios(points: list[dict]) -> tuple[list[dict], dict]:
+    """Per sparse cell: the dense size interpolated at its loss, and the ratio; plus their summary."""
+    dense = sorted((p for p in points if p["kind"] == "dense" and p["edges"]), key=_log_loss)
+    out = []
+    for p in points:
+        if p["kind"] != "sparse" or not p["edges"]:
+            continue
+        x, entry = _log_loss(p), {"cell": p["cell"], "pretrain_loss": p["pretrain_loss"], "edges": p["edges"]}
+        pair = next(((a, b) for a, b in zip(dense, dense[1:]) if _log_loss(a) <= x <= _log_loss(b)), None)
+        if pair:
+            a, b = pair
+            span = _log_loss(b) - _log_loss(a)
+            w = (x - _log_loss(a)) / span if span > 0 else 0.0
+            edges = math.exp((1 - w) * math.log(a["edges"]) + w * math.log(b["edges"]))
+            entry.update(matched=True, dense_edges=round(edges, 2), ratio=round(edges / p["edges"], 3),
+                         between=[a["cell"], b["cell"]])
+        elif dense:
+            near = min(dense, key=lambda d: abs(_log_loss(d) - x))
+            entry.update(matched=False, nearest_dense=near["cell"], nearest_loss=near["pretrain_loss"],
+                         nearest_ratio=round(near["edges"] / p["edges"], 3))
+        else:
+            entry.update(matched=False)
+        out.append(entry)
+    ratios = [e["ratio"] for e in out if e.get("matched")]
+    losses = [d["pretrain_loss"] for d in dense]
+    summary = {"ratio": round(math.exp(sum(map(math.log, ratios)) / len(ratios)), 3) if ratios else None,
+               "matched_cells": len(ratios), "sparse_cells": len(out),
+               "dense_loss_range": [min(losses), max(losses)] if losses else None}
+    return out, summary
+
+
+def _monotone(seq: list[float], rising: bool) -> bool:
+    return all((b >= a) if rising else (b <= a) for a, b in zip(seq, seq[1:]))
+
+
+def trends(points: list[dict]) -> dict:
+    """Lower L0 at fixed width (loss up, edges down) and wider at fixed L0 (loss and edges down)."""
+    sparse = [p for p in points if p["kind"] == "sparse" and p["edges"]]
+    by_width: dict[int, list[dict]] = {}
+    for p in sparse:
+        by_width.setdefault(p["width"], []).append(p)
+    l0 = {}
+    for w, ps in sorted(by_width.items()):
+        ps = sorted(ps, key=lambda p: -p["nonzero"])
+        if len(ps) > 1:
+            l0[w] = {"cells": [p["cell"] for p in ps], "nonzero": [p["nonzero"] for p in ps],
+                     "loss": [p["pretrain_loss"] for p in ps], "edges": [p["edges"] for p in ps],
+                     "loss_rises": _monotone([p["pretrain_loss"] for p in ps], True),
+                     "edges_fall": _monotone([p["edges"] for p in ps], False)}
+    by_budget: dict[float, list[dict]] = {}
+    for p in sparse:
+        by_budget.setdefault(float(f"{p['density'] * p['width'] ** 2:.6g}"), []).append(p)
+    wide = {}
+    for budget, ps in sorted(by_budget.items()):
+        ps = sorted(ps, key=lambda p: p["width"])
+        if len(ps) > 1:
+            wide[ps[0]["cell"]] = {"cells": [p["cell"] for p in ps], "width": [p["width"] for p in ps],
+                                   "loss": [p["pretrain_loss"] for p in ps], "edges": [p["edges"] for p in ps],
+                                   "loss_falls": _monotone([p["pretrain_loss"] for p in ps], False),
+                                   "edges_fall": _monotone([p["edges"] for p in ps], False)}
+
+    def verdict(groups, keys):
+        return None if not groups else all(g[k] for g in groups.values() for k in keys)
+
+    return {"lower_l0": {"holds": verdict(l0, ("loss_rises", "edges_fall")), "by_width": l0},
+            "wider": {"holds": verdict(wide, ("loss_falls", "edges_fall")), "by_l0": wide}}
+
+
+def summarize(cfg: SweepConfig, records: list[dict]) -> dict:
+    done = [r for r in records if r["status"] == "done"]
+    target = cfg.targets[0]
+    points = [cell_point(r, target) for r in done]
+    per_cell, ratio = matched_ratios(points)
+    dense_acts = {r["cell"]["name"]: r.get("activations") for r in done if r["cell"]["kind"] == "dense"}
+    return {"target": target, "points": points, "matched": per_cell, "sparse_dense_ratio": ratio,
+            "trends": trends(points), "activations_dense": dense_acts,
+            "activations_sparse": {r["cell"]["name"]: r.get("activations") for r in done
+                                   if r["cell"]["kind"] != "dense"},
+            "failed": {r["cell"]["name"]: r["error"] for r in records if r["status"] != "done"},
+            "cells": len(cfg.cells()), "finished": len(done)}
+
+
+def write_frontier_figures(summary: dict, rows: list[dict], cfg: SweepConfig, out: Path) -> list[Path]:
+    """`frontier.png` and `.svg`: pretraining loss against circuit edges (one line per width, dense
+    and sparsified models marked apart), and circuit edges against target loss for the curve cells."""
+    from matplotlib.figure import Figure  # here, so that `import sparsecircuits` does not load matplotlib
+
+    fig = Figure(figsize=(11, 4.5), layout="constrained")
+    ax, ax2 = fig.subplots(1, 2)
+    pts = [p for p in summary["points"] if p["edges"]]
+    for w in sorted({p["width"] for p in pts if p["kind"] == "sparse"}):
+        line = sorted((p for p in pts if p["kind"] == "sparse" and p["width"] == w), key=lambda p: -p["nonzero"])
+        ax.plot([p["edges"] for p in line], [max(LOSS_FLOOR, p["pretrain_loss"]) for p in line], "o-",
+                label=f"sparse, width {w}")
+    dense = sorted((p for p in pts if p["kind"] == "dense"), key=lambda p: p["width"])
+    if dense:
+        ax.plot([p["edges"] for p in dense], [max(LOSS_FLOOR, p["pretrain_loss"]) for p in dense], "ks--",
+                label="dense")
+    fin = [p for p in pts if p["kind"] == "sparsified"]
+    if fin:
+        ax.plot([p["edges"] for p in fin], [max(LOSS_FLOOR, p["pretrain_loss"]) for p in fin], "r^",
+                label="dense, sparsified")
+    for p in pts:
+        ax.annotate(p["cell"], (p["edges"], max(LOSS_FLOOR, p["pretrain_loss"])), fontsize=6, alpha=0.7)
+    ax.set_xscale("log")
+    losses = [max(LOSS_FLOOR, p["pretrain_loss"]) for p in pts]
+    if losses and max(losses) > 10 * min(losses):
+        ax.set_yscale("log")
+    ax.set_xlabel(f"circuit edges (geometric mean over tasks, target loss {summary['target']:g})")
+    ax.set_ylabel("held-out pretraining loss")
+    ax.set_title("capability against interpretability")
+    ax.grid(alpha=0.3, which="both")
+    if ax.lines:
+        ax.legend(fontsize=7)
+    curve_task = cfg.tasks[0]
+    for name in cfg.curve():
+        line = sorted((r for r in rows if r["cell"] == name and r["task"] == curve_task and r.get("reached")),
+                      key=lambda r: r["target"])
+        if line:
+            ax2.plot([r["target"] for r in line], [max(1, r["edges"]) for r in line], "o-", label=name)
+    ax2.set_yscale("log")
+    ax2.set_xlabel(f"target loss ({curve_task})")
+    ax2.set_ylabel("circuit edges")
+    ax2.set_title("circuit size against target loss")
+    ax2.grid(alpha=0.3, which="both")
+    if ax2.lines:
+        ax2.legend(fontsize=7)
+    paths = []
+    for fmt in ("png", "svg"):
+        path = out / f"frontier.{fmt}"
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=110)
+        paths.append(path)
+    return paths

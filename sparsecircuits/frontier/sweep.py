@@ -1,0 +1,214 @@
+"""Running a frontier sweep: train (or reuse) each cell, prune it on every task and target, and
+record one row per (cell, task, target) in `results.jsonl`.
+
+Each cell lives in `OUT/cells/NAME/` (its model, its circuits, and `cell.json` once it is finished).
+A killed sweep resumes: finished cells are skipped, a cell's training resumes from its checkpoint,
+and a cell that failed is tried again. A cell whose training or evaluation fails is recorded as
+failed with its error, and the sweep goes on. `jobs` > 1 runs independent cells in parallel processes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import api
+from ..atomic import atomic_write_json, atomic_write_text
+from ..circuits import prune
+from ..circuits.validation import control_prunings
+from ..config_io import from_dict, load_json, to_dict
+from ..errors import UserError
+from ..tasks import get_task
+from ..tasks.evaluate import evaluate_task
+from ..training.config import RUN_FILE, RunConfig
+from ..training.trainer import make_data
+from .activations import activation_sparsity, input_sets
+from .config import SWEEP_FILE, Cell, SweepConfig
+from .summary import summarize, write_frontier_figures
+
+CELL_FILE = "cell.json"
+RESULTS_FILE = "results.jsonl"
+TASK_EXAMPLES = 200   # examples a task's accuracy is measured on, to decide whether it is pruned
+
+
+def check_tasks(cfg: SweepConfig) -> None:
+    """Every task must be one each cell's tokenizer encodes, with single-token answers that fit the
+    context: checked on a few examples before any cell is trained."""
+    run = cfg.run(cfg.cells()[0])
+    tok = make_data(run).tokenizer
+    for name in cfg.tasks:
+        task = get_task(name)
+        for e in task.examples("test", 4):
+            try:
+                ids = tok.encode(e.prompt)
+            except (KeyError, ValueError, UserError):
+                raise UserError(f"task {name}: the cells' tokenizer cannot encode its prompt {e.prompt[:40]!r}") from None
+            answers = [a for a in (e.correct, e.wrong) if a is not None]
+            if any(tok.single_token(a) is None for a in answers):
+                raise UserError(f"task {name}: its answers {answers} are not single tokens of the cells' tokenizer")
+            if len(ids) > run.model.block_size:
+                raise UserError(f"task {name}: a prompt of {len(ids)} tokens exceeds the cells' context "
+                                f"{run.model.block_size}")
+
+
+def prepare(cfg: SweepConfig, out: str | Path) -> Path:
+    """Check the sweep and its output folder, then write `sweep.json` (a rerun must be the same sweep)."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} exists and is not a directory")
+    check_tasks(cfg)
+    saved = out / SWEEP_FILE
+    if saved.exists():
+        try:
+            same = json.loads(saved.read_text()) == to_dict(cfg)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            same = False
+        if not same:
+            raise UserError(f"{out} holds another sweep ({SWEEP_FILE} differs): choose another --out")
+    elif out.is_dir() and any(out.iterdir()):
+        raise UserError(f"{out} is not empty and holds no sweep: choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(saved, to_dict(cfg))
+    return out
+
+
+def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool = True,
+              only: list[str] | None = None) -> dict:
+    """Run (or resume) the sweep into `out`; returns the summary (also `summary.json`)."""
+    cells = cfg.cells()
+    if only:
+        unknown = sorted(set(only) - {c.name for c in cells})
+        if unknown:
+            raise UserError(f"no cell named {', '.join(unknown)} (cells: {', '.join(c.name for c in cells)})")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (not only or len(only) != 1):
+        raise UserError("under torchrun, run one cell at a time: --cell NAME")
+    out = prepare(cfg, out)
+    todo = [c for c in cells if (not only or c.name in only) and not _finished(out, c)]
+    bar = tqdm(total=len(todo), desc="sweep", disable=not progress, position=0)
+    for phase in ([c for c in todo if c.base is None], [c for c in todo if c.base is not None]):
+        if jobs > 1 and len(phase) > 1:
+            threads = max(1, (os.cpu_count() or 1) // jobs)
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
+                futures = [pool.submit(_cell_worker, to_dict(cfg), asdict(c), str(out), threads) for c in phase]
+                for f in futures:
+                    f.result()
+                    bar.update(1)
+        else:
+            for c in phase:
+                run_cell(cfg, c, out, progress=progress)
+                bar.update(1)
+    bar.close()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return {}
+    return finish(cfg, out)
+
+
+def _finished(out: Path, cell: Cell) -> bool:
+    path = out / "cells" / cell.name / CELL_FILE
+    try:
+        return json.loads(path.read_text()).get("status") == "done"
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return False
+
+
+def _cell_worker(cfg: dict, cell: dict, out: str, threads: int) -> None:
+    torch.set_num_threads(threads)
+    run_cell(from_dict(SweepConfig, cfg), Cell(**cell), Path(out), progress=False)
+
+
+def run_cell(cfg: SweepConfig, cell: Cell, out: Path, progress: bool = True) -> dict | None:
+    """Train, evaluate and prune one cell; its record is written to `cells/NAME/cell.json`."""
+    home = out / "cells" / cell.name
+    record = {"cell": asdict(cell), "status": "failed", "error": None, "rows": []}
+    t0 = time.perf_counter()
+    try:
+        model_dir = _train(cfg, cell, out, home / "model", progress)
+        if model_dir is None:
+            return None  # a rank other than 0 under torchrun: it only trains
+        record["train_seconds"] = round(time.perf_counter() - t0, 1)
+        model = api.load(model_dir)
+        report = api.evaluate(model_dir)
+        record["pretrain_loss"] = report.get("answer_loss", report.get("val_loss"))
+        record["accuracy"] = report.get("accuracy")
+        record["nonzero"] = report["nonzero_weights"]
+        record["activations"] = _activations(cfg, model, model_dir)
+    except Exception as e:  # recorded, and the sweep goes on
+        record["error"] = f"{type(e).__name__}: {e}"
+        atomic_write_json(home / CELL_FILE, record)
+        return record
+    targets = [(task, t) for task in cfg.tasks for t in cfg.targets]
+    if cell.name in cfg.curve():
+        targets += [(cfg.tasks[0], t) for t in cfg.curve_targets if t not in cfg.targets]
+    for task, target in targets:
+        record["rows"].append(_prune_row(cfg, cell, record, model, task, target, home, progress))
+    record["status"] = "done"
+    atomic_write_json(home / CELL_FILE, record)
+    return record
+
+
+def _train(cfg: SweepConfig, cell: Cell, out: Path, model_dir: Path, progress: bool) -> Path | None:
+    if cell.base is None:
+        api.train(cfg.run(cell), model_dir, resume=True, progress=progress)
+    else:
+        base = out / "cells" / cell.base / "model"
+        if not _finished(out, Cell(cell.base, "dense", cell.width, 1.0)):
+            raise UserError(f"its base cell {cell.base} did not finish")
+        api.sparsify(base, cell.density, model_dir, resume=True, progress=progress,
+                     steps=cfg.sparsify_steps or cfg.train.steps, checkpoint_every=cfg.train.checkpoint_every)
+    return model_dir if int(os.environ.get("RANK", "0")) == 0 else None
+
+
+def _activations(cfg: SweepConfig, model, model_dir: Path) -> dict:
+    """Mean activation sparsity per input set (the full table is `activations.json` in the cell)."""
+    run = load_json(RunConfig, model_dir / RUN_FILE)
+    sets = input_sets(model, make_data(run), cfg.activation_sets)
+    report = activation_sparsity(model, sets)
+    atomic_write_json(model_dir.parent / "activations.json", report)
+    return {s: r["mean"] for s, r in report.items()}
+
+
+def _prune_row(cfg: SweepConfig, cell: Cell, record: dict, model, task: str, target: float, home: Path,
+               progress: bool) -> dict:
+    row = {"cell": cell.name, "kind": cell.kind, "width": cell.width, "density": cell.density,
+           "nonzero": record["nonzero"], "pretrain_loss": record["pretrain_loss"], "task": task, "target": target}
+    accuracy = evaluate_task(model, get_task(task), model.tokenizer, n=TASK_EXAMPLES)["accuracy"]
+    row["task_accuracy"] = accuracy
+    if accuracy < cfg.pass_accuracy:
+        return {**row, "status": "not passed", "reached": False}
+    t0 = time.perf_counter()
+    try:
+        circuit = prune(model, task, target, progress=progress, **cfg.prune)
+    except UserError as e:  # e.g. the whole model misses the target
+        return {**row, "status": "unreachable", "reached": False, "error": str(e)}
+    where = home / "circuits" / f"{task}-{target:g}"
+    circuit.save(where)
+    row.update(status="pruned", reached=circuit.reached, nodes=circuit.n_nodes, edges=circuit.n_edges,
+               loss=circuit.loss, full_loss=circuit.full_loss, circuit=str(where.relative_to(home.parent.parent)))
+    if circuit.reached and cfg.controls:
+        controls = control_prunings(model, get_task(task), circuit, None, cfg.controls, progress)
+        row["controls"] = {k: {"reached": v["reached"], "edges": v["edges"]} for k, v in controls.items()}
+    row["seconds"] = round(time.perf_counter() - t0, 1)
+    return row
+
+
+def finish(cfg: SweepConfig, out: Path) -> dict:
+    """`results.jsonl`, `summary.json` and the figures from every cell record there is."""
+    records = []
+    for c in cfg.cells():
+        path = out / "cells" / c.name / CELL_FILE
+        if path.exists():
+            records.append(json.loads(path.read_text()))
+    rows = [r for rec in records for r in rec["rows"]]
+    atomic_write_text(out / RESULTS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
+    summary = summarize(cfg, records)
+    atomic_write_json(out / "summary.json", summary)
+    if summary["points"]:
+        write_frontier_figures(summary, rows, cfg, out)
+    return summary

@@ -1,0 +1,170 @@
+"""The frontier sweep (METHOD 7) and activation sparsity: the quick preset end to end, its files read
+back and one row recomputed, resume, a failing cell, and the summary's arithmetic on known points."""
+import json
+import math
+from dataclasses import replace
+
+import matplotlib.image
+import pytest
+import torch
+
+import sparsecircuits as sc
+from sparsecircuits.circuits import Circuit
+from sparsecircuits.cli import main
+from sparsecircuits.frontier import Cell, SweepConfig, activation_sparsity, input_sets, run_sweep, sweep_preset
+from sparsecircuits.frontier.activations import _measures
+from sparsecircuits.frontier.summary import matched_ratios, trends
+from sparsecircuits.training.trainer import make_data
+
+from conftest import small_config
+
+
+@pytest.fixture(scope="module")
+def quick_sweep(tmp_path_factory):
+    out = tmp_path_factory.mktemp("frontier") / "sweep"
+    assert main(["frontier", "--preset", "arithmetic-cpu", "--quick", "--out", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_quick_sweep_writes_a_row_per_cell_task_and_target(quick_sweep):
+    cfg = sweep_preset("arithmetic-cpu", quick=True)
+    rows = [json.loads(line) for line in (quick_sweep / "results.jsonl").read_text().splitlines()]
+    cells = cfg.cells()
+    extra = len(cfg.curve()) * len([t for t in cfg.curve_targets if t not in cfg.targets])
+    assert len(rows) == len(cells) * len(cfg.tasks) * len(cfg.targets) + extra
+    assert {r["cell"] for r in rows} == {c.name for c in cells}
+    pruned = [r for r in rows if r["status"] == "pruned" and r["reached"]]
+    assert len(pruned) >= len(cells)  # every cell has circuits, not only failures
+    assert all("nonsense_labels" in r["controls"] for r in pruned)
+
+
+def test_a_row_is_recomputed_from_its_model_and_circuit(quick_sweep):
+    rows = [json.loads(line) for line in (quick_sweep / "results.jsonl").read_text().splitlines()]
+    row = next(r for r in rows if r["kind"] == "sparse" and r["status"] == "pruned" and r["edges"] > 0)
+    model_dir = quick_sweep / "cells" / row["cell"] / "model"
+    report = sc.evaluate(model_dir)
+    assert report["answer_loss"] == pytest.approx(row["pretrain_loss"], rel=1e-6)
+    assert report["nonzero_weights"] == row["nonzero"]
+    circuit = Circuit.load(quick_sweep / row["circuit"])
+    assert (circuit.n_nodes, circuit.n_edges, circuit.task) == (row["nodes"], row["edges"], row["task"])
+    assert sc.validate_circuit(quick_sweep / row["circuit"], controls=False, progress=False)["sufficiency"]["loss"] \
+        == pytest.approx(row["loss"], abs=1e-4)
+    summary = json.loads((quick_sweep / "summary.json").read_text())
+    point = next(p for p in summary["points"] if p["cell"] == row["cell"])
+    mine = [r for r in rows if r["cell"] == row["cell"] and r["target"] == summary["target"]]
+    if all(r["reached"] for r in mine):
+        expected = math.exp(sum(math.log(max(1, r["edges"])) for r in mine) / len(mine))
+        assert point["edges"] == pytest.approx(expected, rel=1e-3)
+
+
+def test_the_frontier_figure_is_written_with_its_axes(quick_sweep):
+    png = matplotlib.image.imread(quick_sweep / "frontier.png")
+    assert png.shape[0] > 300 and png.shape[1] > 800
+    svg = (quick_sweep / "frontier.svg").read_text()
+    for text in ("held-out pretraining loss", "circuit edges", "circuit size against target loss", "dense"):
+        assert text in svg, text
+
+
+def test_a_rerun_skips_finished_cells_and_redoes_a_lost_one(quick_sweep, capsys):
+    cells = sorted((quick_sweep / "cells").iterdir())
+    stamps = {c.name: (c / "cell.json").stat().st_mtime_ns for c in cells}
+    lost = cells[0]
+    (lost / "cell.json").unlink()  # as if killed before the cell finished
+    assert main(["frontier", "--preset", "arithmetic-cpu", "--quick", "--out", str(quick_sweep), "--quiet"]) == 0
+    assert f"{len(cells)} of {len(cells)} cells finished" in capsys.readouterr().out
+    for c in cells[1:]:
+        assert (c / "cell.json").stat().st_mtime_ns == stamps[c.name], c.name
+    assert json.loads((lost / "cell.json").read_text())["status"] == "done"
+    other = sweep_preset("arithmetic-cpu", quick=True)
+    with pytest.raises(sc.UserError, match="another sweep"):
+        run_sweep(replace(other, targets=[0.4]), quick_sweep, progress=False)
+
+
+def test_a_cell_that_fails_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
+    cfg = replace(sweep_preset("arithmetic-cpu", quick=True), widths=[16], densities=[1 / 2], dense_widths=[],
+                  sparsified=[1 / 4], tasks=["add2_digit2"], curve_targets=[], controls=[],
+                  train=replace(sweep_preset("arithmetic-cpu", quick=True).train, steps=20), dense_steps=20)
+    real = sc.api.train
+
+    def train(run, out, **kw):
+        if run.train.density == 1.0:
+            raise RuntimeError("out of memory (injected)")
+        return real(run, out, **kw)
+
+    monkeypatch.setattr("sparsecircuits.frontier.sweep.api.train", train)
+    summary = run_sweep(cfg, tmp_path / "s", progress=False)
+    assert summary["failed"]["w16-dense"] == "RuntimeError: out of memory (injected)"
+    assert "did not finish" in summary["failed"]["w16-sparsified-d1_4"]  # its base failed
+    assert [p["cell"] for p in summary["points"]] == ["w16-d1_2"]
+
+
+def _point(cell, kind, width, density, loss, edges):
+    return {"cell": cell, "kind": kind, "width": width, "density": density, "nonzero": round(density * width ** 2),
+            "pretrain_loss": loss, "edges": edges}
+
+
+def test_matched_ratio_interpolates_log_edges_against_log_loss_between_dense_cells():
+    points = [_point("d1", "dense", 8, 1.0, 0.1, 1000.0), _point("d2", "dense", 4, 1.0, 0.4, 100.0),
+              _point("s", "sparse", 8, 0.25, 0.2, 10.0), _point("far", "sparse", 8, 0.1, 0.9, 5.0)]
+    per, summary = matched_ratios(points)
+    s, far = per
+    assert s["dense_edges"] == pytest.approx(math.sqrt(1000 * 100), rel=1e-4)  # halfway in log loss
+    assert s["ratio"] == pytest.approx(math.sqrt(1000 * 100) / 10, rel=1e-3)
+    assert not far["matched"] and far["nearest_dense"] == "d2" and far["nearest_ratio"] == 20.0
+    assert summary["ratio"] == pytest.approx(s["ratio"]) and summary["matched_cells"] == 1
+
+
+def test_trends_hold_only_when_every_step_goes_the_stated_way():
+    good = [_point("a", "sparse", 4, 1 / 4, 0.1, 100), _point("b", "sparse", 4, 1 / 16, 0.2, 50),
+            _point("c", "sparse", 8, 1 / 16, 0.05, 60), _point("d", "sparse", 8, 1 / 64, 0.15, 20)]
+    t = trends(good)
+    assert t["lower_l0"]["holds"] and t["wider"]["holds"]
+    assert t["wider"]["by_l0"]["a"]["cells"] == ["a", "c"]  # the same number of nonzero weights
+    bad = good[:3] + [_point("d", "sparse", 8, 1 / 64, 0.15, 80)]
+    t = trends(bad)
+    assert t["lower_l0"]["holds"] is False and t["wider"]["holds"] is False
+
+
+def test_sweep_cells_keep_l0_when_widening_and_name_their_density():
+    cfg = SweepConfig(model=small_config(d_model=32, n_head=2, d_mlp=64), widths=[32, 64], densities=[1 / 4],
+                      dense_widths=[16], sparsified=[1 / 4], tasks=["add2_digit4"])
+    cells = {c.name: c for c in cfg.cells()}
+    assert set(cells) == {"w32-d1_4", "w64-d1_16", "w16-dense", "w32-dense", "w64-dense", "w32-sparsified-d1_4",
+                          "w64-sparsified-d1_16"}
+    assert cells["w64-d1_16"].density * 64 ** 2 == cells["w32-d1_4"].density * 32 ** 2
+    assert cells["w64-sparsified-d1_16"].base == "w64-dense"
+    shape = cfg.shape(64)
+    assert (shape.d_model, shape.n_head, shape.d_mlp) == (64, 4, 128)
+    assert cfg.run(Cell("x", "dense", 64, 1.0)).train.density == 1.0
+
+
+def test_hoyer_and_near_zero_measures_on_known_vectors():
+    one_hot = torch.eye(8)
+    uniform = torch.ones(8, 8)
+    assert _measures(one_hot, 0.5)["hoyer"] == pytest.approx(1.0)
+    assert _measures(uniform, 0.5)["hoyer"] == pytest.approx(0.0, abs=1e-6)
+    assert _measures(one_hot, 0.5)["near_zero"] == pytest.approx(7 / 8)
+    half = torch.cat([torch.ones(8, 4), torch.zeros(8, 4)], 1)
+    assert _measures(half, 0.5)["top1_share"] == pytest.approx(0.25)  # 1 channel of 4 carrying mass
+
+
+def test_activation_sparsity_covers_every_location_and_input_set(adder, tmp_path, capsys):
+    model = sc.load(adder)
+    run = sc.config_io.load_json(sc.RunConfig, adder / "run.json")
+    sets = input_sets(model, make_data(run), n=64)
+    assert set(sets) == {"familiar", "harder", "shuffled"}
+    assert sets["harder"].shape[1] > sets["familiar"].shape[1]  # one more digit per operand
+    report = activation_sparsity(model, sets)
+    assert len(report["familiar"]["locations"]) == 8 * model.cfg.n_layer
+    for r in report.values():
+        for m in r["locations"].values():
+            assert 0 <= m["near_zero"] <= 1 and 0 <= m["hoyer"] <= 1 and 0 < m["top1_share"] <= 1
+    assert report["familiar"]["locations"] != report["shuffled"]["locations"]
+    text = tmp_path / "code.txt"
+    text.write_text("12+34=00046" * 40)
+    assert main(["activations", str(adder), "--data", "familiar", "shuffled", str(text), "--out",
+                 str(tmp_path / "a"), "-n", "32"]) == 0
+    saved = json.loads((tmp_path / "a" / "activations.json").read_text())
+    assert set(saved) == {"familiar", "shuffled", "other"}
+    assert matplotlib.image.imread(tmp_path / "a" / "activations.png").shape[0] > 200
+    assert "Hoyer" in capsys.readouterr().out
