@@ -39,12 +39,12 @@ def autograd_loss(model, x, idx, targets):
     return total / (targets != -1).sum().clamp_min(1)
 
 
-def masked_attend(attn, q, k, v):
-    """Attention with the mask and the sink applied as separate passes over the (B, H, T, T) scores."""
+def masked_pattern(attn, q, k):
+    """Attention weights with the mask and the sink applied as separate passes over the (B, H, T, T) scores."""
     B, H, T, D = q.shape
     scores = (q @ k.transpose(-2, -1)) / math.sqrt(D) + attn.mask[..., :T, 1:T + 1]  # causal and ALiBi
     sink = attn.sink_logit.to(scores.dtype).view(1, H, 1, 1).expand(B, H, T, 1)
-    return torch.softmax(torch.cat([sink, scores], dim=-1), dim=-1)[..., 1:].to(v.dtype) @ v
+    return torch.softmax(torch.cat([sink, scores], dim=-1), dim=-1)[..., 1:]
 
 
 def trainer(corpus: str, out: str, loss: bool = False, attention: bool = False, adam: bool = False) -> Trainer:
@@ -56,7 +56,7 @@ def trainer(corpus: str, out: str, loss: bool = False, attention: bool = False, 
         t.model.chunked_loss = types.MethodType(autograd_loss, t.model)
     if attention:
         for block in t.model.blocks:
-            block.attn.attend = types.MethodType(masked_attend, block.attn)
+            block.attn.pattern = types.MethodType(masked_pattern, block.attn)
     if adam:
         t.opt = torch.optim.Adam(t.params, lr=run.train.lr, betas=run.train.betas, eps=run.train.eps)
     return t

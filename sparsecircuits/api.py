@@ -174,6 +174,8 @@ def steer_model(model_dir: str | Path, channel: str, value: float, task: str | N
     tok = sparse.tokenizer
     if tok is None:
         raise UserError(f"{model_dir} has no tokenizer")
+    if task and (prompt is not None or candidates):
+        raise UserError("give a task, or a prompt with two candidates, not both")
     if task:
         example = get_task(task).examples("test", 1)[0]
         if example.wrong is None:

@@ -12,7 +12,7 @@ import sparsecircuits as sc
 from sparsecircuits.circuits import Circuit
 from sparsecircuits.cli import main
 from sparsecircuits.frontier import Cell, SweepConfig, activation_sparsity, input_sets, run_sweep, sweep_preset
-from sparsecircuits.frontier.activations import _measures
+from sparsecircuits.frontier.activations import Tally
 from sparsecircuits.frontier.summary import matched_ratios, trends
 from sparsecircuits.training.trainer import make_data
 
@@ -80,6 +80,7 @@ def test_a_rerun_skips_finished_cells_and_redoes_a_lost_one(quick_sweep, capsys)
         run_sweep(replace(other, targets=[0.4]), quick_sweep, progress=False)
 
 
+@pytest.mark.slow
 def test_a_cell_that_fails_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     cfg = replace(sweep_preset("arithmetic-cpu", quick=True), widths=[16], densities=[1 / 2], dense_widths=[],
                   sparsified=[1 / 4], tasks=["add2_digit2"], curve_targets=[], controls=[],
@@ -136,6 +137,13 @@ def test_sweep_cells_keep_l0_when_widening_and_name_their_density():
     shape = cfg.shape(64)
     assert (shape.d_model, shape.n_head, shape.d_mlp) == (64, 4, 128)
     assert cfg.run(Cell("x", "dense", 64, 1.0)).train.density == 1.0
+
+
+def _measures(a, threshold):
+    tally = Tally(threshold)
+    for part in a.split(3):  # accumulated over batches, as over a dataset
+        tally.add(part)
+    return tally.result()
 
 
 def test_hoyer_and_near_zero_measures_on_known_vectors():

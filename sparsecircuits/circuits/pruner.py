@@ -250,7 +250,8 @@ class Training:
 
 def frozen_norm_hooks(model, tokens: torch.Tensor) -> list:
     """Hooks that fix every norm's divisor (`*norm_scale`) to its value in the unpruned forward pass of
-    `tokens` (METHOD 6 control: the final norm can otherwise rescale weak pruned signals up)."""
+    `tokens` (METHOD 6 control: the final norm can otherwise rescale weak pruned signals up). A
+    LayerNorm still centres the pruned input: centring is linear and rescales nothing."""
     names = [n for n in model.hook_names if n.endswith("norm_scale")]
     with torch.no_grad():
         _, scales = model.run_with_cache(tokens, names)

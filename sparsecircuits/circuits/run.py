@@ -22,6 +22,10 @@ from .pruner import PruneConfig, Pruner
 MEAN_PROMPTS = 512  # task prompts averaged by `means="task"`
 
 
+class UnreachableTarget(UserError):
+    """A target loss that even the whole model, with its logits calibrated, misses."""
+
+
 def reference_data(model, corpus: str | Path | None = None):
     """The model's own pretraining data (named by its run.json), or the corpus `corpus` for a model
     from elsewhere (e.g. a Hugging Face GPT-2)."""
@@ -106,7 +110,7 @@ def prune(model, task: Task | str, target_loss: float = 0.15, tokenizer=None, me
     full_loss = pruner.loss(pruner.test, full, calibrated=False)
     best = pruner.evaluate(full)
     if require_reachable and best > target_loss:
-        raise UserError(f"even the whole model, calibrated, has loss {best:.4f} on {task.name}: the target "
+        raise UnreachableTarget(f"even the whole model, calibrated, has loss {best:.4f} on {task.name}: the target "
                         f"{target_loss} cannot be reached (choose a larger --target-loss)")
     pruner.calib = Calibration()
     training = pruner.learn(progress)

@@ -11,6 +11,7 @@ import hashlib
 
 import torch
 
+from ..errors import UserError
 from ..model.transformer import SparseTransformer
 from ..sparsity.projection import sparsified_parameters
 from ..tasks.base import Example, Task
@@ -18,7 +19,7 @@ from .calibration import Calibration, calibrated_loss, fit_calibration, loss_wit
 from .circuit import Circuit
 from .means import compute_means
 from .pruner import PruneConfig, Pruner
-from .run import prune
+from .run import prune, resolve_means
 
 CLOSE = 2.0            # a control within this factor of the real circuit's edges is a warning
 BINARISE_STEPS = 300
@@ -122,18 +123,23 @@ def control_prunings(model, task: Task, circuit: Circuit, means, names=CONTROLS,
                      pruner: Pruner | None = None) -> dict:
     """The circuit's pruning run again, at its target, where no real circuit should be small: on the
     model with its weights reinitialised, on labels that are a coin flip of the prompt, and with the
-    norms frozen at their unpruned scale. `pruner` (the circuit's own) supplies the twin's means."""
+    norms frozen at their unpruned scale. The twin's means are its own, over the task's prompts (from
+    `pruner`, the circuit's own, when given)."""
     settings = {k: v for k, v in circuit.settings.items() if k in PruneConfig.__dataclass_fields__}
     settings.pop("target_loss", None)
     out = {}
     for name in names:
         if name == "random_weights":
             twin = reinitialised(model, settings.get("seed", 0))
-            run = (twin, task, settings, _twin_means(twin, pruner, means) if pruner is not None else None)
+            twin_means = (_twin_means(twin, pruner, means) if pruner is not None else
+                          resolve_means(twin, "task", task, model.tokenizer, progress=False, seed=settings.get("seed", 0)))
+            run = (twin, task, settings, twin_means)
         elif name == "nonsense_labels":
             run = (model, nonsense_task(task), settings, means)
-        else:
+        elif name == "frozen_norms":
             run = (model, task, {**settings, "freeze_norms": True}, means)
+        else:
+            raise UserError(f"unknown control {name!r} (known: {', '.join(CONTROLS)})")
         m, t, s, mu = run
         c = prune(m, t, circuit.target, means=mu, progress=progress, require_reachable=False, **s)
         out[name] = {"reached": c.reached, "loss": c.loss, "nodes": c.n_nodes, "edges": c.n_edges}

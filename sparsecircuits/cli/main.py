@@ -207,17 +207,21 @@ def cmd_steer(args) -> None:
 def cmd_frontier(args) -> None:
     if bool(args.preset) == bool(args.sweep):
         raise UserError("give a sweep file or --preset NAME (not both)")
-    if args.quick and not args.preset:
+    if args.preset and args.preset not in SWEEPS:
+        raise UserError(f"unknown sweep preset {args.preset!r} (known: {', '.join(SWEEPS)})")
+    if args.quick and args.preset != "arithmetic-cpu":
         raise UserError("--quick is a setting of --preset arithmetic-cpu")
     if args.sweep:
         cfg = load_json(SweepConfig, args.sweep)
     else:
-        cfg = sweep_preset(args.preset, args.quick, api.ensure_corpus(args.corpus, lambda m: print(m, file=sys.stderr))
-                           if args.preset.startswith("python") else args.corpus)
+        corpus = (api.ensure_corpus(args.corpus, lambda m: print(m, file=sys.stderr))
+                  if args.preset.startswith("python") else args.corpus)
+        cfg = sweep_preset(args.preset, args.quick, corpus)
     summary = run_sweep(cfg, args.out, jobs=args.jobs, progress=not args.quiet, only=args.cell)
     if summary:
         print(format_frontier(summary))
-        print(f"wrote {Path(args.out) / 'results.jsonl'}, summary.json and frontier.png/.svg")
+        figures = " and frontier.png/.svg" if summary["points"] else " (no finished cell: no figure)"
+        print(f"wrote {Path(args.out) / 'results.jsonl'}, summary.json{figures}")
 
 
 def cmd_activations(args) -> None:
@@ -225,9 +229,9 @@ def cmd_activations(args) -> None:
     paths = [d for d in args.data if d not in SETS]
     if len(paths) > 1:
         raise UserError(f"give at most one corpus or text file, got {', '.join(paths)}")
-    report = model_activations(args.model, sets, paths[0] if paths else None, n=args.n, corpus=args.corpus)
     out = Path(args.out)
     _refuse_file(out)
+    report = model_activations(args.model, sets, paths[0] if paths else None, n=args.n, corpus=args.corpus)
     atomic_write_json(out / "activations.json", report)
     write_activation_figure(report, out / "activations.png")
     print(f"activation sparsity of {args.model} at every node location (means over locations):")

@@ -55,7 +55,7 @@ def format_validation(r: dict) -> str:
 def format_frontier(s: dict) -> str:
     """Each cell's loss and circuit size, the matched sparse/dense ratio and the two trends."""
     lines = [f"frontier: {s['finished']} of {s['cells']} cells finished; circuit edges at target loss {s['target']:g} "
-             "(geometric mean over tasks)",
+             f"(geometric mean over {len(s['tasks_compared'])} tasks every cell passes)",
              f"  {'cell':<26} {'kind':<10} {'nonzero':>9} {'loss':>9} {'edges':>9}  tasks reached"]
     for p in s["points"]:
         edges = f"{p['edges']:9.1f}" if p["edges"] else f"{'-':>9}"
@@ -76,6 +76,11 @@ def format_frontier(s: dict) -> str:
         elif "nearest_dense" in m:
             lines.append(f"  {m['cell']}: loss {m['pretrain_loss']:.4f} outside the dense range; nearest dense "
                          f"{m['nearest_dense']} (loss {m['nearest_loss']:.4f}) has {m['nearest_ratio']:.1f}x its edges")
+    for name, acts in s["activations_dense"].items():
+        if acts:
+            lines.append(f"activation sparsity of dense {name} (Hoyer, mean over locations): " +
+                         ", ".join(f"{k} {v['hoyer']:.3f}" for k, v in acts.items()) +
+                         "; near-zero fraction: " + ", ".join(f"{k} {v['near_zero']:.3f}" for k, v in acts.items()))
     t = s["trends"]
     for key, label, groups in (("lower_l0", "lower L0 at fixed width: loss rises, circuits shrink", "by_width"),
                                ("wider", "wider at fixed L0: loss and circuits both fall", "by_l0")):

@@ -71,12 +71,12 @@ def _other(model, path: str | Path, n: int) -> torch.Tensor:
     T = model.cfg.block_size
     if path.is_dir():
         return _examples(CorpusData(path, T), n)
+    if not path.is_file():
+        raise UserError(f"no corpus directory or text file at {path}")
     if model.tokenizer is None:
         raise UserError("the model has no tokenizer to read a text file with")
     try:
         ids = model.tokenizer.encode(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"no corpus directory or text file at {path}") from None
     except UnicodeDecodeError:
         raise UserError(f"{path} is not UTF-8 text") from None
     windows = [ids[i:i + T] for i in range(0, len(ids) - T + 1, T)][:n]
@@ -103,42 +103,59 @@ def model_activations(path: str | Path, sets=SETS, other: str | Path | None = No
 @torch.no_grad()
 def activation_sparsity(model, sets: dict[str, torch.Tensor], batch: int = 64) -> dict:
     """{set: {"locations": {hook: {near_zero, hoyer, top1_share}}, "mean": {...}, "n_tokens"}}; the
-    near-zero threshold of each location comes from the `familiar` set."""
+    near-zero threshold of each location comes from the `familiar` set. Two streaming passes (the
+    familiar RMS, then the measures), so memory does not grow with the number of inputs."""
     if "familiar" not in sets:
         raise UserError("activation sparsity needs the familiar set as its reference")
     names = [f"{L}.{loc}" for L in range(model.cfg.n_layer) for loc in NODE_LOCATIONS]
     model.eval()
-    acts = {s: _collect(model, tokens, names, batch) for s, tokens in sets.items()}
-    rms = {h: float(a.pow(2).mean().sqrt()) for h, a in acts["familiar"].items()}
+    squares = {h: [0.0, 0] for h in names}
+    for cache in _batches(model, sets["familiar"], names, batch):
+        for h, a in cache.items():
+            squares[h][0] += float(a.pow(2).sum())
+            squares[h][1] += a.numel()
     report = {}
-    for s, per in acts.items():
-        locs = {h: _measures(a, NEAR_ZERO * rms[h]) for h, a in per.items()}
+    for s, tokens in sets.items():
+        tallies = {h: Tally(NEAR_ZERO * math.sqrt(sq / max(1, n))) for h, (sq, n) in squares.items()}
+        for cache in _batches(model, tokens, names, batch):
+            for h, a in cache.items():
+                tallies[h].add(a)
+        locs = {h: t.result() for h, t in tallies.items()}
         mean = {k: sum(v[k] for v in locs.values()) / len(locs) for k in ("near_zero", "hoyer", "top1_share")}
-        report[s] = {"n_tokens": int(next(iter(per.values())).shape[0]), "locations": locs, "mean": mean}
+        report[s] = {"n_tokens": tallies[names[0]].rows, "locations": locs, "mean": mean}
     return report
 
 
-def _collect(model, tokens: torch.Tensor, names: list[str], batch: int) -> dict[str, torch.Tensor]:
-    parts: dict[str, list[torch.Tensor]] = {h: [] for h in names}
+def _batches(model, tokens: torch.Tensor, names: list[str], batch: int):
+    """{hook: activations (tokens, channels)} per batch of `tokens`."""
     device = next(model.parameters()).device
     for i in range(0, len(tokens), batch):
         _, cache = model.run_with_cache(tokens[i:i + batch].to(device), names)
-        for h in names:
-            parts[h].append(cache[h].float().flatten(0, 1).cpu())
-    return {h: torch.cat(p) for h, p in parts.items()}
+        yield {h: cache[h].float().flatten(0, 1).cpu() for h in names}
 
 
-def _measures(a: torch.Tensor, threshold: float) -> dict:
-    """The three measures of activations `a` (tokens, channels)."""
-    n = a.shape[1]
-    x = a.abs()
-    l1, l2 = x.sum(1), a.norm(dim=1)
-    ratio = torch.where(l2 > 0, l1 / l2.clamp_min(1e-30), torch.full_like(l1, 1.0))
-    hoyer = ((math.sqrt(n) - ratio) / (math.sqrt(n) - 1)).mean() if n > 1 else torch.tensor(0.0)
-    mass = x.sum(0)
-    top = mass.topk(max(1, math.ceil(0.01 * n))).values.sum() / mass.sum().clamp_min(1e-30)
-    return {"near_zero": round(float((x < threshold).float().mean()), 5), "hoyer": round(float(hoyer), 5),
-            "top1_share": round(float(top), 5)}
+class Tally:
+    """The three measures of one location, accumulated over batches of activations (tokens, channels).
+    A token whose activations are all zero counts as fully sparse (Hoyer 1)."""
+
+    def __init__(self, threshold: float):
+        self.threshold, self.near, self.entries, self.hoyer, self.rows, self.mass = threshold, 0, 0, 0.0, 0, None
+
+    def add(self, a: torch.Tensor) -> None:
+        n, x = a.shape[1], a.abs()
+        l1, l2 = x.sum(1), a.norm(dim=1)
+        ratio = torch.where(l2 > 0, l1 / l2.clamp_min(1e-30), torch.ones_like(l1))
+        if n > 1:
+            self.hoyer += float(((math.sqrt(n) - ratio) / (math.sqrt(n) - 1)).sum())
+        self.near += int((x <= self.threshold).sum())
+        self.entries += x.numel()
+        self.rows += len(a)
+        self.mass = x.sum(0) if self.mass is None else self.mass + x.sum(0)
+
+    def result(self) -> dict:
+        top = self.mass.topk(max(1, math.ceil(0.01 * len(self.mass)))).values.sum() / self.mass.sum().clamp_min(1e-30)
+        return {"near_zero": round(self.near / self.entries, 5), "hoyer": round(self.hoyer / self.rows, 5),
+                "top1_share": round(float(top), 5)}
 
 
 def write_activation_figure(report: dict, out: str | Path) -> Path:

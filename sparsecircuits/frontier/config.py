@@ -78,6 +78,12 @@ class SweepConfig:
             check_number("sweep target loss", t, 0, low_open=True)
         if not isinstance(self.prune, dict):
             raise UserError("sweep 'prune' must be a JSON object of prune settings")
+        if "target_loss" in self.prune:
+            raise UserError("sweep 'prune' cannot set target_loss: the sweep's targets are its target losses")
+        for name in ("widths", "dense_widths", "densities", "sparsified", "tasks", "targets", "curve_targets"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):
+                raise UserError(f"sweep '{name}' lists a value twice: {values}")
         from_dict(PruneConfig, {**self.prune, "target_loss": self.targets[0]})  # names a bad key now
         names = {c.name for c in self.cells()}
         unknown = sorted(set(self.curve_cells) - names)

@@ -2,8 +2,9 @@
 circuits' edges over tasks, the sparse/dense edge ratio at matched pretraining loss, and whether the
 two trends hold (lower L0 at fixed width: higher loss, smaller circuits; wider at fixed L0: both better).
 
-A cell's size is the geometric mean over tasks of max(1, edges) at the first target loss, and only when
-every task's circuit reaches it (a task answered by a constant has a circuit of no edges). Dense
+A cell's size is the geometric mean of max(1, edges) at the first target loss over the tasks every
+finished cell passes (`pass_accuracy`), and only when each of those circuits reaches the target (a
+task answered by a constant has a circuit of no edges). Dense
 sizes are interpolated in log edges against log loss between the two dense cells whose losses bracket
 a sparse cell's; a sparse cell outside the dense range is not matched, and the summary says so.
 """
@@ -22,9 +23,9 @@ def _geomean(values) -> float:
     return math.exp(sum(math.log(max(1, v)) for v in values) / len(values))
 
 
-def cell_point(rec: dict, target: float) -> dict:
+def cell_point(rec: dict, target: float, tasks: list[str]) -> dict:
     c = rec["cell"]
-    rows = [r for r in rec["rows"] if r["target"] == target]
+    rows = [r for r in rec["rows"] if r["target"] == target and r["task"] in tasks]
     reached = [r for r in rows if r.get("reached")]
     return {"cell": c["name"], "kind": c["kind"], "width": c["width"], "density": c["density"],
             "nonzero": rec["nonzero"], "pretrain_loss": rec["pretrain_loss"], "accuracy": rec.get("accuracy"),
@@ -107,10 +108,12 @@ def trends(points: list[dict]) -> dict:
 def summarize(cfg: SweepConfig, records: list[dict]) -> dict:
     done = [r for r in records if r["status"] == "done"]
     target = cfg.targets[0]
-    points = [cell_point(r, target) for r in done]
+    compared = [t for t in cfg.tasks if all(row["status"] != "not passed" for r in done for row in r["rows"]
+                                            if row["task"] == t)]
+    points = [cell_point(r, target, compared) for r in done]
     per_cell, ratio = matched_ratios(points)
     dense_acts = {r["cell"]["name"]: r.get("activations") for r in done if r["cell"]["kind"] == "dense"}
-    return {"target": target, "points": points, "matched": per_cell, "sparse_dense_ratio": ratio,
+    return {"target": target, "tasks_compared": compared, "points": points, "matched": per_cell, "sparse_dense_ratio": ratio,
             "trends": trends(points), "activations_dense": dense_acts,
             "activations_sparse": {r["cell"]["name"]: r.get("activations") for r in done
                                    if r["cell"]["kind"] != "dense"},

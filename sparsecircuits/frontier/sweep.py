@@ -22,12 +22,14 @@ from tqdm.auto import tqdm
 from .. import api
 from ..atomic import atomic_write_json, atomic_write_text
 from ..circuits import prune
+from ..circuits.run import UnreachableTarget
 from ..circuits.validation import control_prunings
 from ..config_io import from_dict, load_json, to_dict
 from ..errors import UserError
 from ..tasks import get_task
 from ..tasks.evaluate import evaluate_task
 from ..training.config import RUN_FILE, RunConfig
+from ..training.distributed import resolve_device
 from ..training.trainer import make_data
 from .activations import activation_sparsity, input_sets
 from .config import SWEEP_FILE, Cell, SweepConfig
@@ -72,11 +74,16 @@ def prepare(cfg: SweepConfig, out: str | Path) -> Path:
             same = False
         if not same:
             raise UserError(f"{out} holds another sweep ({SWEEP_FILE} differs): choose another --out")
-    elif out.is_dir() and any(out.iterdir()):
+    elif out.is_dir() and any(not p.name.startswith(".") for p in out.iterdir()):
         raise UserError(f"{out} is not empty and holds no sweep: choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(saved, to_dict(cfg))
+    if _rank() == 0:  # under torchrun the other ranks only check
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(saved, to_dict(cfg))
     return out
+
+
+def _rank() -> int:
+    return int(os.environ.get("RANK", "0"))
 
 
 def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool = True,
@@ -97,15 +104,18 @@ def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool =
             threads = max(1, (os.cpu_count() or 1) // jobs)
             with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
                 futures = [pool.submit(_cell_worker, to_dict(cfg), asdict(c), str(out), threads) for c in phase]
-                for f in futures:
-                    f.result()
+                for c, f in zip(phase, futures):
+                    try:
+                        f.result()
+                    except Exception as e:  # a worker that died (e.g. killed for memory): the cell failed
+                        _record_failure(out, c, e)
                     bar.update(1)
         else:
             for c in phase:
                 run_cell(cfg, c, out, progress=progress)
                 bar.update(1)
     bar.close()
-    if int(os.environ.get("RANK", "0")) != 0:
+    if _rank() != 0:
         return {}
     return finish(cfg, out)
 
@@ -118,6 +128,13 @@ def _finished(out: Path, cell: Cell) -> bool:
         return False
 
 
+def _record_failure(out: Path, cell: Cell, error: BaseException) -> None:
+    if not _finished(out, cell):
+        atomic_write_json(out / "cells" / cell.name / CELL_FILE, {"cell": asdict(cell), "status": "failed",
+                                                                  "error": f"{type(error).__name__}: {error}",
+                                                                  "rows": []})
+
+
 def _cell_worker(cfg: dict, cell: dict, out: str, threads: int) -> None:
     torch.set_num_threads(threads)
     run_cell(from_dict(SweepConfig, cfg), Cell(**cell), Path(out), progress=False)
@@ -128,28 +145,30 @@ def run_cell(cfg: SweepConfig, cell: Cell, out: Path, progress: bool = True) -> 
     home = out / "cells" / cell.name
     record = {"cell": asdict(cell), "status": "failed", "error": None, "rows": []}
     t0 = time.perf_counter()
+    device = resolve_device(cfg.train.device)
     try:
         model_dir = _train(cfg, cell, out, home / "model", progress)
         if model_dir is None:
             return None  # a rank other than 0 under torchrun: it only trains
         record["train_seconds"] = round(time.perf_counter() - t0, 1)
-        model = api.load(model_dir)
-        report = api.evaluate(model_dir)
+        model = api.load(model_dir, device=str(device))
+        report = api.evaluate(model_dir, device=str(device))
         record["pretrain_loss"] = report.get("answer_loss", report.get("val_loss"))
         record["accuracy"] = report.get("accuracy")
         record["nonzero"] = report["nonzero_weights"]
         record["activations"] = _activations(cfg, model, model_dir)
+        targets = [(task, t) for task in cfg.tasks for t in cfg.targets]
+        if cell.name in cfg.curve():
+            targets += [(cfg.tasks[0], t) for t in cfg.curve_targets if t not in cfg.targets]
+        accuracy = {task: evaluate_task(model, get_task(task), model.tokenizer, n=TASK_EXAMPLES)["accuracy"]
+                    for task in cfg.tasks}
+        for task, target in targets:
+            record["rows"].append(_prune_row(cfg, cell, record, model, task, target, accuracy[task], home, progress))
+        record["status"] = "done"
     except Exception as e:  # recorded, and the sweep goes on
         record["error"] = f"{type(e).__name__}: {e}"
+    if _rank() == 0:
         atomic_write_json(home / CELL_FILE, record)
-        return record
-    targets = [(task, t) for task in cfg.tasks for t in cfg.targets]
-    if cell.name in cfg.curve():
-        targets += [(cfg.tasks[0], t) for t in cfg.curve_targets if t not in cfg.targets]
-    for task, target in targets:
-        record["rows"].append(_prune_row(cfg, cell, record, model, task, target, home, progress))
-    record["status"] = "done"
-    atomic_write_json(home / CELL_FILE, record)
     return record
 
 
@@ -162,7 +181,7 @@ def _train(cfg: SweepConfig, cell: Cell, out: Path, model_dir: Path, progress: b
             raise UserError(f"its base cell {cell.base} did not finish")
         api.sparsify(base, cell.density, model_dir, resume=True, progress=progress,
                      steps=cfg.sparsify_steps or cfg.train.steps, checkpoint_every=cfg.train.checkpoint_every)
-    return model_dir if int(os.environ.get("RANK", "0")) == 0 else None
+    return model_dir if _rank() == 0 else None
 
 
 def _activations(cfg: SweepConfig, model, model_dir: Path) -> dict:
@@ -174,26 +193,28 @@ def _activations(cfg: SweepConfig, model, model_dir: Path) -> dict:
     return {s: r["mean"] for s, r in report.items()}
 
 
-def _prune_row(cfg: SweepConfig, cell: Cell, record: dict, model, task: str, target: float, home: Path,
-               progress: bool) -> dict:
+def _prune_row(cfg: SweepConfig, cell: Cell, record: dict, model, task: str, target: float, accuracy: float,
+               home: Path, progress: bool) -> dict:
+    """One row: the task's circuit at the target (with the controls), or why there is none."""
     row = {"cell": cell.name, "kind": cell.kind, "width": cell.width, "density": cell.density,
-           "nonzero": record["nonzero"], "pretrain_loss": record["pretrain_loss"], "task": task, "target": target}
-    accuracy = evaluate_task(model, get_task(task), model.tokenizer, n=TASK_EXAMPLES)["accuracy"]
-    row["task_accuracy"] = accuracy
+           "nonzero": record["nonzero"], "pretrain_loss": record["pretrain_loss"], "task": task, "target": target,
+           "task_accuracy": accuracy}
     if accuracy < cfg.pass_accuracy:
         return {**row, "status": "not passed", "reached": False}
     t0 = time.perf_counter()
     try:
         circuit = prune(model, task, target, progress=progress, **cfg.prune)
-    except UserError as e:  # e.g. the whole model misses the target
+        where = home / "circuits" / f"{task}-{target:g}"
+        circuit.save(where)
+        row.update(status="pruned", reached=circuit.reached, nodes=circuit.n_nodes, edges=circuit.n_edges,
+                   loss=circuit.loss, full_loss=circuit.full_loss, circuit=str(where.relative_to(home.parent.parent)))
+        if circuit.reached and cfg.controls:
+            controls = control_prunings(model, get_task(task), circuit, None, cfg.controls, progress)
+            row["controls"] = {k: {"reached": v["reached"], "edges": v["edges"]} for k, v in controls.items()}
+    except UnreachableTarget as e:  # the whole model misses the target
         return {**row, "status": "unreachable", "reached": False, "error": str(e)}
-    where = home / "circuits" / f"{task}-{target:g}"
-    circuit.save(where)
-    row.update(status="pruned", reached=circuit.reached, nodes=circuit.n_nodes, edges=circuit.n_edges,
-               loss=circuit.loss, full_loss=circuit.full_loss, circuit=str(where.relative_to(home.parent.parent)))
-    if circuit.reached and cfg.controls:
-        controls = control_prunings(model, get_task(task), circuit, None, cfg.controls, progress)
-        row["controls"] = {k: {"reached": v["reached"], "edges": v["edges"]} for k, v in controls.items()}
+    except Exception as e:  # recorded with the row, and the sweep goes on
+        return {**row, "status": "failed", "reached": False, "error": f"{type(e).__name__}: {e}"}
     row["seconds"] = round(time.perf_counter() - t0, 1)
     return row
 

@@ -24,5 +24,6 @@ def decay_weights(params: list[torch.nn.Parameter], lr: float, weight_decay: flo
 
 
 def make_adam(params, lr: float, betas, eps: float) -> torch.optim.Adam:
-    """Fused Adam: on CPU its step alone is ~6x faster than the default per-tensor loop (4 vs 28 ms)."""
+    """Fused Adam: one kernel for every tensor, much faster on CPU than the per-tensor loop
+    (`benchmarks/code_step.py` measures it)."""
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps, weight_decay=0.0, fused=True)

@@ -13,7 +13,7 @@ from .config import DataConfig, RunConfig, TrainConfig
 
 
 def _tiny(corpus: str, density: float, lr: float, steps: int) -> RunConfig:
-    """4 layers x d_model 128, steps of 32 x 128 tokens: 0.18-0.29 s a step on 2 CPU cores (the machines vary).
+    """4 layers x d_model 128, steps of 32 x 128 tokens: sized to finish on 2 CPU cores in under 30 minutes.
 
     ALiBi rather than no positions: at this budget the tasks' choices hang on the nearest earlier
     keyword, which a model without positions finds slowly (README, "Presets").
