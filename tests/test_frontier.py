@@ -176,3 +176,11 @@ def test_activation_sparsity_covers_every_location_and_input_set(adder, tmp_path
     assert set(saved) == {"familiar", "shuffled", "other"}
     assert matplotlib.image.imread(tmp_path / "a" / "activations.png").shape[0] > 200
     assert "Hoyer" in capsys.readouterr().out
+
+
+def test_losses_at_the_floor_are_matched_against_the_dense_cells_there():
+    points = [_point("d1", "dense", 8, 1.0, 0.0, 100.0), _point("d2", "dense", 16, 1.0, 1e-5, 400.0),
+              _point("d3", "dense", 4, 1.0, 0.5, 50.0), _point("s", "sparse", 8, 0.25, 0.0, 10.0)]
+    (s,), summary = matched_ratios(points)
+    assert s["matched"] and s["between"] == ["d1+d2"]
+    assert s["dense_edges"] == pytest.approx(200.0) and s["ratio"] == pytest.approx(20.0)

@@ -87,7 +87,7 @@ def format_frontier(s: dict) -> str:
         holds = t[key]["holds"]
         lines.append(f"trend, {label}: {'HOLDS' if holds else 'does NOT hold' if holds is False else 'not measured'}")
         for g in t[key][groups].values():
-            lines.append("  " + " -> ".join(f"{c} (loss {l:.4f}, {e:.1f} edges)"
+            lines.append("  " + " -> ".join(f"{c} (loss {l:.4f}, " + (f"{e:.1f} edges)" if e else "misses a target)")
                                            for c, l, e in zip(g["cells"], g["loss"], g["edges"])))
     return "\n".join(lines)
 

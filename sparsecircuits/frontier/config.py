@@ -44,6 +44,7 @@ class SweepConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)   # steps etc. of the sparse cells
     dense_steps: int = 0             # 0: train.steps
+    dense_lr: float = 0.0            # 0: train.lr (dense models often want a lower one)
     sparsify_steps: int = 0          # 0: train.steps
     widths: list[int] = field(default_factory=lambda: [64, 128])
     densities: list[float] = field(default_factory=lambda: [1 / 4, 1 / 16, 1 / 64])
@@ -54,13 +55,14 @@ class SweepConfig:
     pass_accuracy: float = 0.0       # prune only the tasks a model gets right at least this often
     prune: dict = field(default_factory=dict)      # PruneConfig fields for every pruning
     controls: list[str] = field(default_factory=list)  # control prunings recorded beside each circuit
-    curve_targets: list[float] = field(default_factory=list)  # more targets, on the first task ...
+    curve_targets: list[float] = field(default_factory=list)  # more targets, on the last task ...
     curve_cells: list[str] = field(default_factory=list)      # ... of these cells (default: a sparse, a dense)
     activation_sets: list[str] = field(default_factory=lambda: ["familiar", "harder", "shuffled"])
 
     def __post_init__(self):
         for name in ("dense_steps", "sparsify_steps"):
             check_number(f"sweep '{name}'", getattr(self, name), 0, integer=True)
+        check_number("sweep 'dense_lr'", self.dense_lr, 0)
         if not self.widths and not self.dense_widths:
             raise UserError("the sweep's grid is empty: give at least one width")
         for w in [*self.widths, *self.dense_widths]:
@@ -121,9 +123,11 @@ class SweepConfig:
 
     def run(self, cell: Cell) -> RunConfig:
         """The run that trains a sparse or dense cell from scratch."""
-        steps = self.train.steps if cell.kind == "sparse" else (self.dense_steps or self.train.steps)
+        dense = cell.kind == "dense"
+        steps = (self.dense_steps or self.train.steps) if dense else self.train.steps
+        lr = (self.dense_lr or self.train.lr) if dense else self.train.lr
         return RunConfig(model=self.shape(cell.width), data=self.data,
-                         train=replace(self.train, density=cell.density, steps=steps))
+                         train=replace(self.train, density=cell.density, steps=steps, lr=lr))
 
 
 def _fmt(density: float) -> str:
@@ -142,12 +146,13 @@ def _arithmetic(quick: bool) -> SweepConfig:
         return SweepConfig(model=model, data=DataConfig(kind="addition", n_digits=2), train=train, dense_steps=600,
                            sparsify_steps=300, widths=[16, 32], densities=[1 / 2, 1 / 8], dense_widths=[8],
                            sparsified=[1 / 4],
-                           tasks=["add2_digit2", "add2_digit3"], targets=[0.5], curve_targets=[0.1, 0.3],
+                           tasks=["add2_digit2", "add2_digit3"], targets=[0.5], curve_targets=[0.7, 0.9],
                            prune={"steps": 60, "n_train": 256, "n_test": 128}, controls=["nonsense_labels"])
     model = ModelConfig(vocab_size=12, block_size=16, n_layer=4, d_model=64, n_head=4, d_head=16, d_mlp=256,
                         pos_emb="learned")
     train = TrainConfig(steps=2000, batch_size=128, lr=1e-2, checkpoint_every=500, device="auto")
     return SweepConfig(model=model, data=DataConfig(kind="addition", n_digits=2), train=train, dense_steps=800,
+                       dense_lr=5e-3,
                        sparsify_steps=2000, widths=[64, 128], densities=[1 / 4, 1 / 16, 1 / 64], dense_widths=[16, 32],
                        sparsified=[1 / 16], tasks=[f"add2_digit{i}" for i in range(5)], targets=[0.15],
                        curve_targets=[0.05, 0.4], controls=["nonsense_labels"])

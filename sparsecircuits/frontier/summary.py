@@ -7,6 +7,8 @@ finished cell passes (`pass_accuracy`), and only when each of those circuits rea
 task answered by a constant has a circuit of no edges). Dense
 sizes are interpolated in log edges against log loss between the two dense cells whose losses bracket
 a sparse cell's; a sparse cell outside the dense range is not matched, and the summary says so.
+Losses under LOSS_FLOOR count as equal (a model that gets every answer right with confidence), and dense
+cells of equal loss are one point, the geometric mean of their sizes.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 from ..atomic import atomic_path
 from .config import SweepConfig
 
-LOSS_FLOOR = 1e-6  # losses are compared on a log scale; a perfect model sits at this floor
+LOSS_FLOOR = 1e-3  # losses are compared on a log scale; below this (nats per answer token) they count as equal
 
 
 def _geomean(values) -> float:
@@ -39,20 +41,27 @@ def _log_loss(p: dict) -> float:
 
 def matched_ratios(points: list[dict]) -> tuple[list[dict], dict]:
     """Per sparse cell: the dense size interpolated at its loss, and the ratio; plus their summary."""
-    dense = sorted((p for p in points if p["kind"] == "dense" and p["edges"]), key=_log_loss)
+    groups: dict[float, list[dict]] = {}
+    for p in points:
+        if p["kind"] == "dense" and p["edges"]:
+            groups.setdefault(_log_loss(p), []).append(p)
+    dense = [{"cell": "+".join(d["cell"] for d in ds), "pretrain_loss": ds[0]["pretrain_loss"],
+              "edges": _geomean([d["edges"] for d in ds])} for _, ds in sorted(groups.items())]
     out = []
     for p in points:
         if p["kind"] != "sparse" or not p["edges"]:
             continue
         x, entry = _log_loss(p), {"cell": p["cell"], "pretrain_loss": p["pretrain_loss"], "edges": p["edges"]}
         pair = next(((a, b) for a, b in zip(dense, dense[1:]) if _log_loss(a) <= x <= _log_loss(b)), None)
+        if pair is None:  # on a dense point itself (e.g. every model at the floor)
+            pair = next(((d, d) for d in dense if _log_loss(d) == x), None)
         if pair:
             a, b = pair
             span = _log_loss(b) - _log_loss(a)
             w = (x - _log_loss(a)) / span if span > 0 else 0.0
             edges = math.exp((1 - w) * math.log(a["edges"]) + w * math.log(b["edges"]))
             entry.update(matched=True, dense_edges=round(edges, 2), ratio=round(edges / p["edges"], 3),
-                         between=[a["cell"], b["cell"]])
+                         between=[a["cell"]] if w == 0 else [b["cell"]] if w == 1 else [a["cell"], b["cell"]])
         elif dense:
             near = min(dense, key=lambda d: abs(_log_loss(d) - x))
             entry.update(matched=False, nearest_dense=near["cell"], nearest_loss=near["pretrain_loss"],
@@ -61,7 +70,7 @@ def matched_ratios(points: list[dict]) -> tuple[list[dict], dict]:
             entry.update(matched=False)
         out.append(entry)
     ratios = [e["ratio"] for e in out if e.get("matched")]
-    losses = [d["pretrain_loss"] for d in dense]
+    losses = [max(LOSS_FLOOR, d["pretrain_loss"]) for d in dense]
     summary = {"ratio": round(math.exp(sum(map(math.log, ratios)) / len(ratios)), 3) if ratios else None,
                "matched_cells": len(ratios), "sparse_cells": len(out),
                "dense_loss_range": [min(losses), max(losses)] if losses else None}
@@ -72,31 +81,34 @@ def _monotone(seq: list[float], rising: bool) -> bool:
     return all((b >= a) if rising else (b <= a) for a, b in zip(seq, seq[1:]))
 
 
+def _group(ps: list[dict], key: str) -> dict:
+    """A trend's cells in order: losses (floored) of them all, edges of those with a circuit on every task."""
+    losses = [max(LOSS_FLOOR, p["pretrain_loss"]) for p in ps]
+    edges = [p["edges"] for p in ps if p["edges"]]
+    return {"cells": [p["cell"] for p in ps], key: [p[key] for p in ps], "loss": [p["pretrain_loss"] for p in ps],
+            "edges": [p["edges"] for p in ps], "_losses": losses, "_edges": edges}
+
+
 def trends(points: list[dict]) -> dict:
-    """Lower L0 at fixed width (loss up, edges down) and wider at fixed L0 (loss and edges down)."""
-    sparse = [p for p in points if p["kind"] == "sparse" and p["edges"]]
-    by_width: dict[int, list[dict]] = {}
-    for p in sparse:
-        by_width.setdefault(p["width"], []).append(p)
-    l0 = {}
-    for w, ps in sorted(by_width.items()):
-        ps = sorted(ps, key=lambda p: -p["nonzero"])
+    """Lower L0 at fixed width (loss up, edges down) and wider at fixed L0 (loss and edges down).
+    Losses under LOSS_FLOOR count as equal; a cell without a circuit on every task (its model misses
+    a target) counts in the loss trend and not in the edges trend."""
+    sparse = [p for p in points if p["kind"] == "sparse"]
+    l0, wide = {}, {}
+    for w in sorted({p["width"] for p in sparse}):
+        ps = sorted((p for p in sparse if p["width"] == w), key=lambda p: -p["nonzero"])
         if len(ps) > 1:
-            l0[w] = {"cells": [p["cell"] for p in ps], "nonzero": [p["nonzero"] for p in ps],
-                     "loss": [p["pretrain_loss"] for p in ps], "edges": [p["edges"] for p in ps],
-                     "loss_rises": _monotone([p["pretrain_loss"] for p in ps], True),
-                     "edges_fall": _monotone([p["edges"] for p in ps], False)}
-    by_budget: dict[float, list[dict]] = {}
-    for p in sparse:
-        by_budget.setdefault(float(f"{p['density'] * p['width'] ** 2:.6g}"), []).append(p)
-    wide = {}
-    for budget, ps in sorted(by_budget.items()):
-        ps = sorted(ps, key=lambda p: p["width"])
+            g = _group(ps, "nonzero")
+            losses, edges = g.pop("_losses"), g.pop("_edges")
+            l0[w] = {**g, "loss_rises": _monotone(losses, True), "edges_fall": _monotone(edges, False)}
+    budgets = sorted({float(f"{p['density'] * p['width'] ** 2:.6g}") for p in sparse})
+    for budget in budgets:
+        ps = sorted((p for p in sparse if float(f"{p['density'] * p['width'] ** 2:.6g}") == budget),
+                    key=lambda p: p["width"])
         if len(ps) > 1:
-            wide[ps[0]["cell"]] = {"cells": [p["cell"] for p in ps], "width": [p["width"] for p in ps],
-                                   "loss": [p["pretrain_loss"] for p in ps], "edges": [p["edges"] for p in ps],
-                                   "loss_falls": _monotone([p["pretrain_loss"] for p in ps], False),
-                                   "edges_fall": _monotone([p["edges"] for p in ps], False)}
+            g = _group(ps, "width")
+            losses, edges = g.pop("_losses"), g.pop("_edges")
+            wide[ps[0]["cell"]] = {**g, "loss_falls": _monotone(losses, False), "edges_fall": _monotone(edges, False)}
 
     def verdict(groups, keys):
         return None if not groups else all(g[k] for g in groups.values() for k in keys)
@@ -153,7 +165,7 @@ def write_frontier_figures(summary: dict, rows: list[dict], cfg: SweepConfig, ou
     ax.grid(alpha=0.3, which="both")
     if ax.lines:
         ax.legend(fontsize=7)
-    curve_task = cfg.tasks[0]
+    curve_task = cfg.tasks[-1]
     for name in cfg.curve():
         line = sorted((r for r in rows if r["cell"] == name and r["task"] == curve_task and r.get("reached")),
                       key=lambda r: r["target"])

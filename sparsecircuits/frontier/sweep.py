@@ -159,7 +159,7 @@ def run_cell(cfg: SweepConfig, cell: Cell, out: Path, progress: bool = True) -> 
         record["activations"] = _activations(cfg, model, model_dir)
         targets = [(task, t) for task in cfg.tasks for t in cfg.targets]
         if cell.name in cfg.curve():
-            targets += [(cfg.tasks[0], t) for t in cfg.curve_targets if t not in cfg.targets]
+            targets += [(cfg.tasks[-1], t) for t in cfg.curve_targets if t not in cfg.targets]
         accuracy = {task: evaluate_task(model, get_task(task), model.tokenizer, n=TASK_EXAMPLES)["accuracy"]
                     for task in cfg.tasks}
         for task, target in targets:
