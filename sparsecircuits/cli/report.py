@@ -55,7 +55,8 @@ def format_validation(r: dict) -> str:
 def format_frontier(s: dict) -> str:
     """Each cell's loss and circuit size, the matched sparse/dense ratio and the two trends."""
     lines = [f"frontier: {s['finished']} of {s['cells']} cells finished; circuit edges at target loss {s['target']:g} "
-             f"(geometric mean over {len(s['tasks_compared'])} tasks every cell passes)",
+             f"(geometric mean over {len(s['tasks_compared'])} tasks every cell passes"
+             + (f"; left out, empty in every cell: {', '.join(s['tasks_constant'])})" if s["tasks_constant"] else ")"),
              f"  {'cell':<26} {'kind':<10} {'nonzero':>9} {'loss':>9} {'edges':>9}  tasks reached"]
     for p in s["points"]:
         edges = f"{p['edges']:9.1f}" if p["edges"] else f"{'-':>9}"

@@ -3,8 +3,9 @@ circuits' edges over tasks, the sparse/dense edge ratio at matched pretraining l
 two trends hold (lower L0 at fixed width: higher loss, smaller circuits; wider at fixed L0: both better).
 
 A cell's size is the geometric mean of max(1, edges) at the first target loss over the tasks every
-finished cell passes (`pass_accuracy`), and only when each of those circuits reaches the target (a
-task answered by a constant has a circuit of no edges). Dense
+finished cell passes (`pass_accuracy`), and only when each of those circuits reaches the target. A task
+whose circuit is empty in every cell (its answer is a constant, e.g. the leading zeros of a padded
+sum, which the calibration's bias gives) says nothing about a model and is left out. Dense
 sizes are interpolated in log edges against log loss between the two dense cells whose losses bracket
 a sparse cell's; a sparse cell outside the dense range is not matched, and the summary says so.
 Losses under LOSS_FLOOR count as equal (a model that gets every answer right with confidence), and dense
@@ -120,12 +121,14 @@ def trends(points: list[dict]) -> dict:
 def summarize(cfg: SweepConfig, records: list[dict]) -> dict:
     done = [r for r in records if r["status"] == "done"]
     target = cfg.targets[0]
-    compared = [t for t in cfg.tasks if all(row["status"] != "not passed" for r in done for row in r["rows"]
-                                            if row["task"] == t)]
+    rows = [row for r in done for row in r["rows"] if row["target"] == target]
+    constant = [t for t in cfg.tasks if all(row.get("edges") == 0 for row in rows if row["task"] == t)]
+    compared = [t for t in cfg.tasks if t not in constant and
+                all(row["status"] != "not passed" for row in rows if row["task"] == t)]
     points = [cell_point(r, target, compared) for r in done]
     per_cell, ratio = matched_ratios(points)
     dense_acts = {r["cell"]["name"]: r.get("activations") for r in done if r["cell"]["kind"] == "dense"}
-    return {"target": target, "tasks_compared": compared, "points": points, "matched": per_cell, "sparse_dense_ratio": ratio,
+    return {"target": target, "tasks_compared": compared, "tasks_constant": constant, "points": points, "matched": per_cell, "sparse_dense_ratio": ratio,
             "trends": trends(points), "activations_dense": dense_acts,
             "activations_sparse": {r["cell"]["name"]: r.get("activations") for r in done
                                    if r["cell"]["kind"] != "dense"},
