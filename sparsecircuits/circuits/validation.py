@@ -133,14 +133,13 @@ def control_prunings(model, task: Task, circuit: Circuit, means, names=CONTROLS,
             twin = reinitialised(model, settings.get("seed", 0))
             twin_means = (_twin_means(twin, pruner, means) if pruner is not None else
                           resolve_means(twin, "task", task, model.tokenizer, progress=False, seed=settings.get("seed", 0)))
-            run = (twin, task, settings, twin_means)
+            m, t, s, mu = twin, task, settings, twin_means
         elif name == "nonsense_labels":
-            run = (model, nonsense_task(task), settings, means)
+            m, t, s, mu = model, nonsense_task(task), settings, means
         elif name == "frozen_norms":
-            run = (model, task, {**settings, "freeze_norms": True}, means)
+            m, t, s, mu = model, task, {**settings, "freeze_norms": True}, means
         else:
             raise UserError(f"unknown control {name!r} (known: {', '.join(CONTROLS)})")
-        m, t, s, mu = run
         c = prune(m, t, circuit.target, means=mu, progress=progress, require_reachable=False, **s)
         out[name] = {"reached": c.reached, "loss": c.loss, "nodes": c.n_nodes, "edges": c.n_edges}
     return out

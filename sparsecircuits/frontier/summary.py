@@ -36,8 +36,12 @@ def cell_point(rec: dict, target: float, tasks: list[str]) -> dict:
             "edges": round(_geomean([r["edges"] for r in reached]), 2) if rows and len(reached) == len(rows) else None}
 
 
+def _floored(p: dict) -> float:
+    return max(LOSS_FLOOR, p["pretrain_loss"])
+
+
 def _log_loss(p: dict) -> float:
-    return math.log(max(LOSS_FLOOR, p["pretrain_loss"]))
+    return math.log(_floored(p))
 
 
 def matched_ratios(points: list[dict]) -> tuple[list[dict], dict]:
@@ -71,7 +75,7 @@ def matched_ratios(points: list[dict]) -> tuple[list[dict], dict]:
             entry.update(matched=False)
         out.append(entry)
     ratios = [e["ratio"] for e in out if e.get("matched")]
-    losses = [max(LOSS_FLOOR, d["pretrain_loss"]) for d in dense]
+    losses = [_floored(d) for d in dense]
     summary = {"ratio": round(math.exp(sum(map(math.log, ratios)) / len(ratios)), 3) if ratios else None,
                "matched_cells": len(ratios), "sparse_cells": len(out),
                "dense_loss_range": [min(losses), max(losses)] if losses else None}
@@ -84,7 +88,7 @@ def _monotone(seq: list[float], rising: bool) -> bool:
 
 def _group(ps: list[dict], key: str) -> dict:
     """A trend's cells in order: losses (floored) of them all, edges of those with a circuit on every task."""
-    losses = [max(LOSS_FLOOR, p["pretrain_loss"]) for p in ps]
+    losses = [_floored(p) for p in ps]
     edges = [p["edges"] for p in ps if p["edges"]]
     return {"cells": [p["cell"] for p in ps], key: [p[key] for p in ps], "loss": [p["pretrain_loss"] for p in ps],
             "edges": [p["edges"] for p in ps], "_losses": losses, "_edges": edges}
@@ -146,28 +150,21 @@ def write_frontier_figures(summary: dict, rows: list[dict], cfg: SweepConfig, ou
     pts = [p for p in summary["points"] if p["edges"]]
     for w in sorted({p["width"] for p in pts if p["kind"] == "sparse"}):
         line = sorted((p for p in pts if p["kind"] == "sparse" and p["width"] == w), key=lambda p: -p["nonzero"])
-        ax.plot([p["edges"] for p in line], [max(LOSS_FLOOR, p["pretrain_loss"]) for p in line], "o-",
-                label=f"sparse, width {w}")
+        ax.plot([p["edges"] for p in line], [_floored(p) for p in line], "o-", label=f"sparse, width {w}")
     dense = sorted((p for p in pts if p["kind"] == "dense"), key=lambda p: p["width"])
     if dense:
-        ax.plot([p["edges"] for p in dense], [max(LOSS_FLOOR, p["pretrain_loss"]) for p in dense], "ks--",
-                label="dense")
+        ax.plot([p["edges"] for p in dense], [_floored(p) for p in dense], "ks--", label="dense")
     fin = [p for p in pts if p["kind"] == "sparsified"]
     if fin:
-        ax.plot([p["edges"] for p in fin], [max(LOSS_FLOOR, p["pretrain_loss"]) for p in fin], "r^",
-                label="dense, sparsified")
+        ax.plot([p["edges"] for p in fin], [_floored(p) for p in fin], "r^", label="dense, sparsified")
     for p in pts:
-        ax.annotate(p["cell"], (p["edges"], max(LOSS_FLOOR, p["pretrain_loss"])), fontsize=6, alpha=0.7)
+        ax.annotate(p["cell"], (p["edges"], _floored(p)), fontsize=6, alpha=0.7)
     ax.set_xscale("log")
-    losses = [max(LOSS_FLOOR, p["pretrain_loss"]) for p in pts]
+    losses = [_floored(p) for p in pts]
     if losses and max(losses) > 10 * min(losses):
         ax.set_yscale("log")
-    ax.set_xlabel(f"circuit edges (geometric mean over tasks, target loss {summary['target']:g})")
-    ax.set_ylabel("held-out pretraining loss")
-    ax.set_title("capability against interpretability")
-    ax.grid(alpha=0.3, which="both")
-    if ax.lines:
-        ax.legend(fontsize=7)
+    _label(ax, f"circuit edges (geometric mean over tasks, target loss {summary['target']:g})",
+           "held-out pretraining loss", "capability against interpretability")
     curve_task = cfg.tasks[-1]
     for name in cfg.curve():
         line = sorted((r for r in rows if r["cell"] == name and r["task"] == curve_task and r.get("reached")),
@@ -175,12 +172,7 @@ def write_frontier_figures(summary: dict, rows: list[dict], cfg: SweepConfig, ou
         if line:
             ax2.plot([r["target"] for r in line], [max(1, r["edges"]) for r in line], "o-", label=name)
     ax2.set_yscale("log")
-    ax2.set_xlabel(f"target loss ({curve_task})")
-    ax2.set_ylabel("circuit edges")
-    ax2.set_title("circuit size against target loss")
-    ax2.grid(alpha=0.3, which="both")
-    if ax2.lines:
-        ax2.legend(fontsize=7)
+    _label(ax2, f"target loss ({curve_task})", "circuit edges", "circuit size against target loss")
     paths = []
     for fmt in ("png", "svg"):
         path = out / f"frontier.{fmt}"
@@ -188,3 +180,12 @@ def write_frontier_figures(summary: dict, rows: list[dict], cfg: SweepConfig, ou
             fig.savefig(tmp, format=fmt, dpi=110)
         paths.append(path)
     return paths
+
+
+def _label(ax, xlabel: str, ylabel: str, title: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3, which="both")
+    if ax.lines:
+        ax.legend(fontsize=7)

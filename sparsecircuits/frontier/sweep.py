@@ -97,7 +97,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool =
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (not only or len(only) != 1):
         raise UserError("under torchrun, run one cell at a time: --cell NAME")
     out = prepare(cfg, out)
-    todo = [c for c in cells if (not only or c.name in only) and not _finished(out, c)]
+    todo = [c for c in cells if (not only or c.name in only) and not _finished(out, c.name)]
     bar = tqdm(total=len(todo), desc="sweep", disable=not progress, position=0)
     for phase in ([c for c in todo if c.base is None], [c for c in todo if c.base is not None]):
         if jobs > 1 and len(phase) > 1:
@@ -120,8 +120,8 @@ def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool =
     return finish(cfg, out)
 
 
-def _finished(out: Path, cell: Cell) -> bool:
-    path = out / "cells" / cell.name / CELL_FILE
+def _finished(out: Path, name: str) -> bool:
+    path = out / "cells" / name / CELL_FILE
     try:
         return json.loads(path.read_text()).get("status") == "done"
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
@@ -129,7 +129,7 @@ def _finished(out: Path, cell: Cell) -> bool:
 
 
 def _record_failure(out: Path, cell: Cell, error: BaseException) -> None:
-    if not _finished(out, cell):
+    if not _finished(out, cell.name):
         atomic_write_json(out / "cells" / cell.name / CELL_FILE, {"cell": asdict(cell), "status": "failed",
                                                                   "error": f"{type(error).__name__}: {error}",
                                                                   "rows": []})
@@ -177,7 +177,7 @@ def _train(cfg: SweepConfig, cell: Cell, out: Path, model_dir: Path, progress: b
         api.train(cfg.run(cell), model_dir, resume=True, progress=progress)
     else:
         base = out / "cells" / cell.base / "model"
-        if not _finished(out, Cell(cell.base, "dense", cell.width, 1.0)):
+        if not _finished(out, cell.base):
             raise UserError(f"its base cell {cell.base} did not finish")
         api.sparsify(base, cell.density, model_dir, resume=True, progress=progress,
                      steps=cfg.sparsify_steps or cfg.train.steps, checkpoint_every=cfg.train.checkpoint_every)
