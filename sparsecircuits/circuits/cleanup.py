@@ -1,13 +1,12 @@
 """Automatic cleanup of a pruned circuit: what the paper's authors did by hand.
 
-Kept nodes are ranked by their ablation effect on a slice of the held-out prompts per unit of the
-size they take (`Pruner.size`: a node with many edges saves more); then, cheapest first, they are
-closed for good while the held-out loss (with the calibration refitted where that
-could save it) stays at or under the target. Nodes are tried in runs that grow while they succeed
-and shrink to one node when they fail; a node whose effect alone is well above the headroom left
-(target minus loss) is not tried at all, and a round ends after PATIENCE single nodes in a row fail
-(the ranking puts the likeliest drops first, so what follows rarely goes). A second round ranks what
-is left again.
+In rounds, kept nodes are closed for good while the held-out loss (with the calibration refitted
+where that could save it) stays at or under the target. The largest go first: the nodes whose closing
+saves the most of `Pruner.size` (a node with many edges saves more). A node whose ablation effect
+alone, measured on a slice of the held-out prompts, is well above the headroom left (target minus
+loss) is not tried. Nodes are tried in runs that grow while they succeed and fall back to a single
+node when they fail, so every other node gets its own try. Each later round starts with a fresh fit
+of the calibration and ranks what is left again; rounds go on while they cut the size by 5%.
 """
 from __future__ import annotations
 
@@ -16,42 +15,56 @@ import torch
 from .effects import node_effects
 from .pruner import Pruner
 
-EFFECT_PROMPTS = 64   # held-out prompts the ranking is measured on
+EFFECT_PROMPTS = 64   # held-out prompts the effects are measured on
 MAX_RUN = 64
 SLACK = 3             # try a node whose effect is up to SLACK x the headroom (effects interact)
-PATIENCE = 32         # single-node failures in a row that end a round
+REFIT_ABOVE = 1.5     # a refit is tried on a loss up to REFIT_ABOVE x the target
+MAX_ROUNDS = 8
+MIN_GAIN = 0.05       # another round only after one that cut the size by this fraction
 
 
-def cleanup(pruner: Pruner, gates: dict[str, torch.Tensor], rounds: int = 2) -> tuple[dict, float, list]:
+def cleanup(pruner: Pruner, gates: dict[str, torch.Tensor], rounds: int = MAX_ROUNDS) -> tuple[dict, float, list]:
     """The cleaned gates, their held-out loss and the (nodes, loss) curve of every accepted drop.
     `pruner.calib` must be the calibration of `gates`; it is left as that of the result."""
     target = pruner.cfg.target_loss
     gates = {site: g.clone() for site, g in gates.items()}
     loss = pruner.loss(pruner.test, gates)
     curve = [(_count(gates), loss)]
-    for _ in range(rounds):
+    for r in range(rounds):
+        if r:  # the first round starts from the calibration fitted to these gates
+            loss = _refit(pruner, gates, loss)
+            curve[-1] = (curve[-1][0], loss)
         kept = [(site, int(c)) for site, g in gates.items() for c in torch.nonzero(g).flatten().tolist()]
         effects = node_effects(pruner, gates, kept, pruner.calib, pruner.test.subset(slice(0, EFFECT_PROMPTS)))
-        cost = _sizes(pruner, gates)
-        ranked = sorted(zip(effects, kept), key=lambda e: e[0] / float(cost[e[1][0]][e[1][1]]))
-        before, i, run, failed = len(kept), 0, 8, 0
-        while i < len(ranked) and failed < PATIENCE:
+        saved = _sizes(pruner, gates)
+        ranked = sorted(zip(effects, kept), key=lambda e: -float(saved[e[1][0]][e[1][1]]))
+        before, i, run = float(pruner.size(gates)), 0, 1
+        while i < len(ranked):
             if ranked[i][0] > SLACK * (target - loss):
                 i += 1
                 continue
-            chunk = [node for _, node in ranked[i:i + run]]
+            chunk = [node for effect, node in ranked[i:i + run] if effect <= SLACK * (target - loss)]
             _set(gates, chunk, 0.0)
             ok, new = _on_target(pruner, gates, target)
             if ok:
-                loss, i, run, failed = new, i + len(chunk), min(2 * run, MAX_RUN), 0
+                loss, i, run = new, i + run, min(2 * run, MAX_RUN)
                 curve.append((_count(gates), loss))
             else:
                 _set(gates, chunk, 1.0)
-                failed += run == 1
-                i, run = (i + 1, 1) if run == 1 else (i, max(1, run // 4))
-        if _count(gates) > 0.95 * before:
+                i, run = (i + 1, 1) if run == 1 else (i, 1)
+        if float(pruner.size(gates)) > (1 - MIN_GAIN) * before:
             break
     return gates, loss, curve
+
+
+def _refit(pruner: Pruner, gates, loss: float) -> float:
+    """Refit the calibration of `gates`; keep the old one where the new one is worse on held-out prompts."""
+    old = pruner.calib
+    new = pruner.evaluate(gates)
+    if new <= loss:
+        return new
+    pruner.calib = old
+    return loss
 
 
 def _on_target(pruner: Pruner, gates, target: float) -> tuple[bool, float]:
@@ -60,7 +73,7 @@ def _on_target(pruner: Pruner, gates, target: float) -> tuple[bool, float]:
     loss = pruner.loss(pruner.test, gates)
     if loss <= target:
         return True, loss
-    if loss > SLACK * target:
+    if loss > REFIT_ABOVE * target:
         return False, loss
     loss = pruner.evaluate(gates)
     if loss <= target:
@@ -74,7 +87,7 @@ def _sizes(pruner: Pruner, gates) -> dict[str, torch.Tensor]:
     leaves = {site: g.clone().requires_grad_(True) for site, g in gates.items()}
     with torch.enable_grad():
         grads = torch.autograd.grad(pruner.size(leaves), list(leaves.values()))
-    return {site: g.clamp_min(0.5) for site, g in zip(leaves, grads)}
+    return dict(zip(leaves, grads))
 
 
 def _set(gates, nodes, value: float) -> None:

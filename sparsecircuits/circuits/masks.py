@@ -78,6 +78,6 @@ def ablation_hooks(gates: dict[str, torch.Tensor], replacement: dict[str, torch.
 
         def hook(x, _):
             m_ = m.to(x.dtype)
-            return m_ * x if r is None else m_ * x + (1 - m_) * r.to(x.dtype)
+            return m_ * x if r is None else torch.addcmul((1 - m_) * r.to(x.dtype), m_, x)
         return hook
     return [(name, make(name)) for name in gates]

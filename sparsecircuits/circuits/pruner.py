@@ -32,7 +32,7 @@ class PruneConfig:
     target_loss: float = 0.15
     ablation: str = "mean"            # mean | zero | resample
     means_from: str = "pretraining"   # what mean ablation averages: pretraining | task | a prompt file
-    steps: int = 600
+    steps: int = 300
     batch_pairs: int = 64
     lr: float = 0.05
     init_score: float = 1.0           # scores live in [-1, 1]; open when > 0

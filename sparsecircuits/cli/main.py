@@ -308,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--target-loss", type=float, default=0.15)
     pr.add_argument("--out", required=True, help="circuit directory to write")
     pr.add_argument("--ablation", choices=["mean", "zero", "resample"])
-    pr.add_argument("--steps", type=int, help="mask training steps (default 600)")
+    pr.add_argument("--steps", type=int, help="mask training steps (default 300)")
     pr.add_argument("--lr", type=float, help="mask learning rate (default 0.05)")
     pr.add_argument("--seed", type=int)
     pr.add_argument("--freeze-norms", action="store_true", help="norms use the unpruned model's scales")
