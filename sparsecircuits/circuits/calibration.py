@@ -66,7 +66,9 @@ def fit_calibration(out: torch.Tensor, enc: EncodedTask, start: Calibration | No
     c = MAX_LOG_SCALE
     u = (scale.clamp(1 / 99.0, 99.0).log() / c).atanh().mul(c).clone().requires_grad_(True)  # log-scale = c tanh(u / c)
     bias = bias.clone().requires_grad_(True)
-    opt = torch.optim.LBFGS([u, bias], lr=0.5, max_iter=40, line_search_fn="strong_wolfe")
+    # tolerances 100x torch's defaults: the loss agrees to 1e-5 in a quarter of the time (the cleanup fits often)
+    opt = torch.optim.LBFGS([u, bias], lr=0.5, max_iter=40, tolerance_grad=1e-5, tolerance_change=1e-7,
+                            line_search_fn="strong_wolfe")
     out = out.detach().float()
 
     def closure():

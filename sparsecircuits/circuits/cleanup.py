@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from .calibration import fit_calibration, loss_with
 from .effects import node_effects
 from .pruner import Pruner
 
@@ -67,13 +68,17 @@ def _refit(pruner: Pruner, gates, loss: float) -> float:
     return loss
 
 
+@torch.no_grad()
 def _on_target(pruner: Pruner, gates, target: float) -> tuple[bool, float]:
-    """Is `gates`' held-out loss on target, with the current calibration or, where it is close, a refit?"""
+    """Is `gates`' held-out loss on target, with the current calibration or, where it is close, a refit?
+    A refit is fitted on training prompts, so it is only tried where the calibration that is best for
+    the held-out prompts themselves brings them under the target (it cannot do better than that)."""
     old = pruner.calib
-    loss = pruner.loss(pruner.test, gates)
+    out = pruner.run(pruner.test, gates)
+    loss = loss_with(out, pruner.test, old)
     if loss <= target:
         return True, loss
-    if loss > REFIT_ABOVE * target:
+    if loss > REFIT_ABOVE * target or loss_with(out, pruner.test, fit_calibration(out, pruner.test, old)) > target:
         return False, loss
     loss = pruner.evaluate(gates)
     if loss <= target:
