@@ -80,7 +80,7 @@ def _on_target(pruner: Pruner, gates, target: float) -> tuple[bool, float]:
         return True, loss
     if loss > REFIT_ABOVE * target or loss_with(out, pruner.test, fit_calibration(out, pruner.test, old)) > target:
         return False, loss
-    loss = pruner.evaluate(gates)
+    loss = loss_with(out, pruner.test, pruner.fit(gates))  # the held-out outputs do not change with it
     if loss <= target:
         return True, loss
     pruner.calib = old
