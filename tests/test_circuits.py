@@ -11,7 +11,7 @@ from sparsecircuits.circuits import (MEAN_FILE, Calibration, Circuit, PruneConfi
                                      compute_means, load_or_compute_means, model_hash, node_sites, prompt_means,
                                      prune, resolve_means, validate)
 from sparsecircuits.circuits.calibration import fit_calibration, loss_with
-from sparsecircuits.circuits.cleanup import cleanup
+from sparsecircuits.circuits.cleanup import _on_target, cleanup
 from sparsecircuits.circuits.groundtruth import PLANTED
 from sparsecircuits.circuits.masks import Gate
 from sparsecircuits.circuits.validation import binarised
@@ -103,6 +103,32 @@ def test_cleanup_drops_nodes_that_do_not_matter_and_keeps_the_path():
     assert names({s: g.nonzero().flatten().tolist() for s, g in cleaned.items()}) == names(planted.planted)
     assert loss <= 0.15 and curve[0][0] == planted.n_planted + 48 and curve[-1][0] == planted.n_planted
     assert all(b[0] < a[0] for a, b in zip(curve, curve[1:]))
+
+
+def test_cleanup_skips_only_refits_that_cannot_reach_the_target():
+    """The screen before a refit (the held-out prompts' own best calibration) never turns down a set
+    that fitting on training prompts would bring on target: same answers as refitting every time,
+    with targets just above and just below what the refit reaches."""
+    planted = PLANTED["two_hop"]()
+    model, task = planted.model, planted.task
+    pruner = Pruner(model, task, model.tokenizer, resolve_means(model, "task", task, model.tokenizer),
+                    PruneConfig(n_train=256, n_test=128))
+    g = torch.Generator().manual_seed(0)
+    answers = []
+    for _ in range(12):
+        gates = {site: (torch.rand(w, generator=g) < 0.7).float() for site, w in pruner.sites.items()}
+        pruner.calib = Calibration()
+        refit = pruner.evaluate(gates)
+        for factor in (0.6, 0.8, 1.3):
+            start = Calibration(pruner.calib.scale * factor, pruner.calib.bias)
+            pruner.calib = start
+            loss = pruner.loss(pruner.test, gates)
+            for target in (refit * 1.01, refit / 1.01):
+                if target < loss <= 1.5 * target:              # the window where a refit is tried
+                    pruner.calib = start
+                    answers.append((_on_target(pruner, gates, target)[0], refit <= target))
+    assert all(ok == reaches for ok, reaches in answers)
+    assert any(reaches for _, reaches in answers) and not all(reaches for _, reaches in answers)
 
 
 def test_a_target_the_whole_model_misses_is_refused_before_pruning():
