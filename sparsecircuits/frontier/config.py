@@ -159,8 +159,9 @@ def _arithmetic(quick: bool) -> SweepConfig:
 
 
 def _python(gpu: bool, corpus: str) -> SweepConfig:
-    """The code corpus at densities that are really sparse (1/8 and below): python-tiny's shape on a CPU,
-    the paper's shapes (python-paper-*) on a GPU. Every task a model passes is pruned."""
+    """The code corpus at densities that are really sparse (1/8 and below): python-tiny's shape on a CPU
+    (its dense baseline at python-tiny-dense's lr), the paper's shapes (python-paper-*) on a GPU. Every
+    task a model passes is pruned."""
     if gpu:
         model = ModelConfig(vocab_size=2048, block_size=256, n_layer=8, d_model=256, n_head=16, d_head=16, d_mlp=1024,
                             pos_emb="none", bigram=True, sink=True, afrac=1 / 8)
@@ -174,7 +175,7 @@ def _python(gpu: bool, corpus: str) -> SweepConfig:
                             checkpoint_every=250, device="auto")
         widths, densities = [128], [1 / 8, 1 / 16, 1 / 32]
     return SweepConfig(model=model, data=DataConfig(kind="corpus", path=corpus), train=train, widths=widths,
-                       densities=densities, tasks=list(PYTHON_TASKS), targets=[0.15], pass_accuracy=0.9,
+                       dense_lr=0.0 if gpu else 2e-2, densities=densities, tasks=list(PYTHON_TASKS), targets=[0.15], pass_accuracy=0.9,
                        activation_sets=["familiar", "shuffled"])
 
 
