@@ -14,6 +14,7 @@ from sparsecircuits.cli import main
 from sparsecircuits.frontier import Cell, SweepConfig, activation_sparsity, input_sets, run_sweep, sweep_preset
 from sparsecircuits.frontier.activations import Tally
 from sparsecircuits.frontier.summary import matched_ratios, trends
+from sparsecircuits.training.presets import preset
 from sparsecircuits.training.trainer import make_data
 
 from conftest import small_config
@@ -138,6 +139,16 @@ def test_sweep_cells_keep_l0_when_widening_and_name_their_density():
     shape = cfg.shape(64)
     assert (shape.d_model, shape.n_head, shape.d_mlp) == (64, 4, 128)
     assert cfg.run(Cell("x", "dense", 64, 1.0)).train.density == 1.0
+
+
+def test_python_cpu_cells_train_as_the_python_tiny_presets_at_their_density():
+    sweep = sweep_preset("python-cpu", corpus="c")
+    dense, tiny = preset("python-tiny-dense", "c"), preset("python-tiny", "c")
+    for cell in sweep.cells():
+        run, like = sweep.run(cell), dense if cell.kind == "dense" else tiny
+        assert cell.density <= (1.0 if cell.kind == "dense" else 1 / 8)
+        assert run.model == like.model and run.data == like.data
+        assert run.train == replace(like.train, density=cell.density)
 
 
 def _measures(a, threshold):
