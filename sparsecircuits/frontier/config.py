@@ -175,8 +175,8 @@ def _python(gpu: bool, corpus: str) -> SweepConfig:
                             checkpoint_every=250, device="auto")
         widths, densities = [128], [1 / 8, 1 / 16, 1 / 32]
     return SweepConfig(model=model, data=DataConfig(kind="corpus", path=corpus), train=train, widths=widths,
-                       dense_lr=0.0 if gpu else 2e-2, densities=densities, tasks=list(PYTHON_TASKS), targets=[0.15], pass_accuracy=0.9,
-                       activation_sets=["familiar", "shuffled"])
+                       dense_lr=0.0 if gpu else 2e-2, densities=densities, tasks=list(PYTHON_TASKS),
+                       targets=[0.15], pass_accuracy=0.9, activation_sets=["familiar", "shuffled"])
 
 
 PRESETS = {
