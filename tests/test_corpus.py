@@ -93,6 +93,7 @@ def test_an_untrained_model_scores_chance_on_every_python_task(stdlib_corpus):
     for name, task in PYTHON_TASKS.items():
         r = evaluate_task(model, task, tok, n=40)
         assert abs(r["loss"] - math.log(2)) < 0.1, (name, r)  # tiny random logits: near ln 2 each
+        assert r["accuracy"] == round(r["accuracy"] * r["n"]) / r["n"], (name, r)  # a count, exactly
         losses.append(r["loss"])
     assert abs(sum(losses) / len(losses) - math.log(2)) < 0.02
 

@@ -94,5 +94,6 @@ def evaluate_task(model, task: Task, tokenizer, n: int = 200, split: str = "test
         losses.append(loss.cpu())
         right.append(ok.cpu())
     loss, ok = torch.cat(losses), torch.cat(right)
-    return {"task": task.name, "loss": float(loss.mean()), "accuracy": float(ok.float().mean()),
+    # the count over n, exact: a float32 mean puts 180/200 under 0.9 and fails a ">= 90%" threshold
+    return {"task": task.name, "loss": float(loss.mean()), "accuracy": int(ok.sum()) / len(ok),
             "n": len(loss), "kind": "binary" if task.binary else "vocab"}
