@@ -12,8 +12,10 @@ import sparsecircuits as sc
 from sparsecircuits.circuits import Circuit
 from sparsecircuits.cli import main
 from sparsecircuits.frontier import Cell, SweepConfig, activation_sparsity, input_sets, run_sweep, sweep_preset
+from sparsecircuits.frontier import sweep
 from sparsecircuits.frontier.activations import Tally
 from sparsecircuits.frontier.summary import matched_ratios, trends
+from sparsecircuits.frontier.sweep import finish
 from sparsecircuits.training.presets import preset
 from sparsecircuits.training.trainer import make_data
 
@@ -80,6 +82,33 @@ def test_a_rerun_skips_finished_cells_and_redoes_a_lost_one(quick_sweep, capsys)
     other = sweep_preset("arithmetic-cpu", quick=True)
     with pytest.raises(sc.UserError, match="another sweep"):
         run_sweep(replace(other, targets=[0.4]), quick_sweep, progress=False)
+
+
+def test_a_cell_killed_mid_pruning_keeps_its_rows_and_resumes_from_them(quick_sweep, capsys, monkeypatch):
+    cfg = sweep_preset("arithmetic-cpu", quick=True)
+    home = next(c for c in sorted((quick_sweep / "cells").iterdir()) if "-d1_" in c.name and "sparsified" not in c.name)
+    done = json.loads((home / "cell.json").read_text())
+    lost = next(i for i, row in enumerate(done["rows"]) if row["status"] == "pruned")
+    partial = {**done, "status": "running", "rows": done["rows"][:lost] + done["rows"][lost + 1:]}
+    (home / "cell.json").write_text(json.dumps(partial))  # as if killed while pruning that row
+    summary = finish(cfg, quick_sweep)  # what `--cell OTHER` reports meanwhile
+    rows = [json.loads(line) for line in (quick_sweep / "results.jsonl").read_text().splitlines()]
+    assert sum(r["cell"] == home.name for r in rows) == len(done["rows"]) - 1
+    assert summary["unfinished"] == {home.name: len(done["rows"]) - 1}
+    assert home.name not in [p["cell"] for p in summary["points"]] and home.name not in summary["failed"]
+    calls, real = [], sweep.prune
+
+    def prune(model, task, target, **kw):
+        calls.append((task, target))
+        return real(model, task, target, **kw)
+
+    monkeypatch.setattr(sweep, "prune", prune)
+    assert main(["frontier", "--preset", "arithmetic-cpu", "--quick", "--out", str(quick_sweep), "--quiet"]) == 0
+    assert calls == [(done["rows"][lost]["task"], done["rows"][lost]["target"])]  # only the lost row is pruned
+    again = json.loads((home / "cell.json").read_text())
+    assert again["status"] == "done"
+    untimed = [[{k: v for k, v in r.items() if k != "seconds"} for r in rec["rows"]] for rec in (again, done)]
+    assert untimed[0] == untimed[1]
 
 
 @pytest.mark.slow

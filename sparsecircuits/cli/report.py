@@ -64,6 +64,8 @@ def format_frontier(s: dict) -> str:
                      f"{p['reached']}/{p['tasks']}")
     for name, err in s["failed"].items():
         lines.append(f"  {name:<26} FAILED: {err}")
+    for name, rows in s["unfinished"].items():
+        lines.append(f"  {name:<26} unfinished: {rows} rows in results.jsonl; a rerun goes on from there")
     r = s["sparse_dense_ratio"]
     if r["ratio"] is not None:
         lines.append(f"sparse/dense edge ratio at matched pretraining loss: {r['ratio']:.1f}x "

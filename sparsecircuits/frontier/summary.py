@@ -136,7 +136,8 @@ def summarize(cfg: SweepConfig, records: list[dict]) -> dict:
             "trends": trends(points), "activations_dense": dense_acts,
             "activations_sparse": {r["cell"]["name"]: r.get("activations") for r in done
                                    if r["cell"]["kind"] != "dense"},
-            "failed": {r["cell"]["name"]: r["error"] for r in records if r["status"] != "done"},
+            "failed": {r["cell"]["name"]: r["error"] for r in records if r["status"] == "failed"},
+            "unfinished": {r["cell"]["name"]: len(r["rows"]) for r in records if r["status"] == "running"},
             "cells": len(cfg.cells()), "finished": len(done)}
 
 

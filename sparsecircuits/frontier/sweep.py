@@ -1,14 +1,17 @@
 """Running a frontier sweep: train (or reuse) each cell, prune it on every task and target, and
 record one row per (cell, task, target) in `results.jsonl`.
 
-Each cell lives in `OUT/cells/NAME/` (its model, its circuits, and `cell.json` once it is finished).
-A killed sweep resumes: finished cells are skipped, a cell's training resumes from its checkpoint,
-and a cell that failed is tried again. A cell whose training or evaluation fails is recorded as
-failed with its error, and the sweep goes on. `jobs` > 1 runs independent cells in parallel processes.
+Each cell lives in `OUT/cells/NAME/`: its model, its circuits, and `cell.json`, rewritten after every
+row, so a cell killed mid-pruning keeps its finished rows. A killed sweep resumes: finished cells are
+skipped, a cell's training resumes from its checkpoint, its finished rows are read back rather than
+pruned again, and a cell that failed is tried again. A cell whose training or evaluation fails is
+recorded as failed with its error, and the sweep goes on. `jobs` > 1 runs independent cells in
+parallel processes.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -121,18 +124,24 @@ def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool =
 
 
 def _finished(out: Path, name: str) -> bool:
-    path = out / "cells" / name / CELL_FILE
+    return _record(out / "cells" / name).get("status") == "done"
+
+
+def _record(home: Path) -> dict:
+    """The cell's record so far (empty when there is none or it cannot be read)."""
     try:
-        return json.loads(path.read_text()).get("status") == "done"
+        return json.loads((home / CELL_FILE).read_text())
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return False
+        return {}
 
 
 def _record_failure(out: Path, cell: Cell, error: BaseException) -> None:
+    """A worker that died: the cell failed, keeping the rows it had finished."""
     if not _finished(out, cell.name):
+        rows = _record(out / "cells" / cell.name).get("rows", [])
         atomic_write_json(out / "cells" / cell.name / CELL_FILE, {"cell": asdict(cell), "status": "failed",
                                                                   "error": f"{type(error).__name__}: {error}",
-                                                                  "rows": []})
+                                                                  "rows": rows})
 
 
 def _cell_worker(cfg: dict, cell: dict, out: str, threads: int) -> None:
@@ -162,8 +171,13 @@ def run_cell(cfg: SweepConfig, cell: Cell, out: Path, progress: bool = True) -> 
             targets += [(cfg.tasks[-1], t) for t in cfg.curve_targets if t not in cfg.targets]
         accuracy = {task: evaluate_task(model, get_task(task), model.tokenizer, n=TASK_EXAMPLES)["accuracy"]
                     for task in cfg.tasks}
+        saved = _saved_rows(home, record)
         for task, target in targets:
-            record["rows"].append(_prune_row(cfg, cell, record, model, task, target, accuracy[task], home, progress))
+            row = saved.get((task, target)) or _prune_row(cfg, cell, record, model, task, target, accuracy[task],
+                                                          home, progress)
+            record["rows"].append(row)
+            if _rank() == 0:
+                atomic_write_json(home / CELL_FILE, {**record, "status": "running"})
         record["status"] = "done"
     except Exception as e:  # recorded, and the sweep goes on
         record["error"] = f"{type(e).__name__}: {e}"
@@ -193,6 +207,14 @@ def _activations(cfg: SweepConfig, model, model_dir: Path) -> dict:
     return {s: r["mean"] for s, r in report.items()}
 
 
+def _saved_rows(home: Path, record: dict) -> dict:
+    """Rows an earlier, interrupted run finished for this same model (same nonzero weights and
+    pretraining loss), by (task, target); rows that failed are left out, to be tried again."""
+    return {(row["task"], row["target"]): row for row in _record(home).get("rows", [])
+            if row["status"] in ("pruned", "unreachable", "not passed") and row["nonzero"] == record["nonzero"]
+            and math.isclose(row["pretrain_loss"], record["pretrain_loss"], rel_tol=1e-5)}
+
+
 def _prune_row(cfg: SweepConfig, cell: Cell, record: dict, model, task: str, target: float, accuracy: float,
                home: Path, progress: bool) -> dict:
     """One row: the task's circuit at the target (with the controls), or why there is none."""
@@ -220,12 +242,9 @@ def _prune_row(cfg: SweepConfig, cell: Cell, record: dict, model, task: str, tar
 
 
 def finish(cfg: SweepConfig, out: Path) -> dict:
-    """`results.jsonl`, `summary.json` and the figures from every cell record there is."""
-    records = []
-    for c in cfg.cells():
-        path = out / "cells" / c.name / CELL_FILE
-        if path.exists():
-            records.append(json.loads(path.read_text()))
+    """`results.jsonl` (every finished row, unfinished cells' too), `summary.json` and the figures
+    (from the finished cells)."""
+    records = [r for r in (_record(out / "cells" / c.name) for c in cfg.cells()) if r]
     rows = [r for rec in records for r in rec["rows"]]
     atomic_write_text(out / RESULTS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
     summary = summarize(cfg, records)
