@@ -2,6 +2,7 @@
 back and one row recomputed, resume, a failing cell, and the summary's arithmetic on known points."""
 import json
 import math
+import re
 from dataclasses import replace
 
 import matplotlib.image
@@ -14,7 +15,7 @@ from sparsecircuits.cli import main
 from sparsecircuits.frontier import Cell, SweepConfig, activation_sparsity, input_sets, run_sweep, sweep_preset
 from sparsecircuits.frontier import sweep
 from sparsecircuits.frontier.activations import Tally
-from sparsecircuits.frontier.summary import matched_ratios, trends
+from sparsecircuits.frontier.summary import matched_ratios, trends, write_frontier_figures
 from sparsecircuits.frontier.sweep import finish
 from sparsecircuits.training.presets import preset
 from sparsecircuits.training.trainer import make_data
@@ -84,7 +85,7 @@ def test_a_rerun_skips_finished_cells_and_redoes_a_lost_one(quick_sweep, capsys)
         run_sweep(replace(other, targets=[0.4]), quick_sweep, progress=False)
 
 
-def test_a_cell_killed_mid_pruning_keeps_its_rows_and_resumes_from_them(quick_sweep, capsys, monkeypatch):
+def test_a_cell_killed_mid_pruning_keeps_its_rows_and_resumes_from_them(quick_sweep, monkeypatch):
     cfg = sweep_preset("arithmetic-cpu", quick=True)
     home = next(c for c in sorted((quick_sweep / "cells").iterdir()) if "-d1_" in c.name and "sparsified" not in c.name)
     done = json.loads((home / "cell.json").read_text())
@@ -225,3 +226,16 @@ def test_losses_at_the_floor_are_matched_against_the_dense_cells_there():
     (s,), summary = matched_ratios(points)
     assert s["matched"] and s["between"] == ["d1+d2"]
     assert s["dense_edges"] == pytest.approx(200.0) and s["ratio"] == pytest.approx(20.0)
+
+
+def test_the_figure_names_every_cell_those_at_the_floor_and_those_that_miss_a_target(tmp_path):
+    points = [_point("d1", "dense", 8, 1.0, 0.0, 100.0), _point("d2", "dense", 16, 1.0, 1e-5, 400.0),
+              _point("s1", "sparse", 8, 0.25, 0.0, 10.0), _point("s2", "sparse", 16, 1 / 16, 0.0, 12.0),
+              _point("weak", "sparse", 8, 1 / 64, 0.5, None)]
+    write_frontier_figures({"points": points, "target": 0.15}, [], sweep_preset("arithmetic-cpu", quick=True),
+                           tmp_path)
+    texts = re.findall(r"<!-- (.*?) -->", (tmp_path / "frontier.svg").read_text())  # matplotlib's text labels
+    for name in ("d1", "d2", "s1", "s2", "weak", "misses a target (no circuit size)"):
+        assert name in texts, name
+    assert any("every answer right" in t for t in texts)
+    assert matplotlib.image.imread(tmp_path / "frontier.png").shape[1] > 800

@@ -143,7 +143,8 @@ def summarize(cfg: SweepConfig, records: list[dict]) -> dict:
 
 def write_frontier_figures(summary: dict, rows: list[dict], cfg: SweepConfig, out: Path) -> list[Path]:
     """`frontier.png` and `.svg`: pretraining loss against circuit edges (one line per width, dense
-    and sparsified models marked apart), and circuit edges against target loss for the curve cells."""
+    and sparsified models marked apart, the cells that miss a target in a column of their own at the
+    right), and circuit edges against target loss for the curve cells."""
     from matplotlib.figure import Figure  # here, so that `import sparsecircuits` does not load matplotlib
 
     fig = Figure(figsize=(11, 4.5), layout="constrained")
@@ -158,10 +159,21 @@ def write_frontier_figures(summary: dict, rows: list[dict], cfg: SweepConfig, ou
     fin = [p for p in pts if p["kind"] == "sparsified"]
     if fin:
         ax.plot([p["edges"] for p in fin], [_floored(p) for p in fin], "r^", label="dense, sparsified")
-    for p in pts:
-        ax.annotate(p["cell"], (p["edges"], _floored(p)), fontsize=6, alpha=0.7)
+    strip = 2 * max([p["edges"] for p in pts] + [1])  # where the cells that miss a target are drawn
+    missed = [{**p, "edges": strip} for p in summary["points"] if not p["edges"]]
+    if missed:
+        ax.plot([strip] * len(missed), [_floored(p) for p in missed], "o", mfc="none", color="grey",
+                label="misses a target (no circuit size)")
+        ax.axvline(strip / 1.4, color="grey", lw=0.8, ls=":")
+    _name_points(ax, pts)
+    _name_points(ax, missed, left=True)
     ax.set_xscale("log")
-    losses = [_floored(p) for p in pts]
+    losses = [_floored(p) for p in pts + missed]
+    if losses and min(losses) == LOSS_FLOOR:
+        ax.axhline(LOSS_FLOOR, color="grey", lw=0.8, ls=":")
+        ax.annotate(f"loss <= {LOSS_FLOOR:g}: every answer right, counted equal", (0.01, LOSS_FLOOR),
+                    xycoords=("axes fraction", "data"), xytext=(0, -9), textcoords="offset points",
+                    fontsize=6, color="grey")
     if losses and max(losses) > 10 * min(losses):
         ax.set_yscale("log")
     _label(ax, f"circuit edges (geometric mean over tasks, target loss {summary['target']:g})",
@@ -181,6 +193,20 @@ def write_frontier_figures(summary: dict, rows: list[dict], cfg: SweepConfig, ou
             fig.savefig(tmp, format=fmt, dpi=110)
         paths.append(path)
     return paths
+
+
+def _name_points(ax, pts: list[dict], left: bool = False) -> None:
+    """Name each point; points at about the same loss (often all of them, at the floor) get their names
+    staggered over four heights with a leader line, so that neighbours do not print over each other."""
+    rows: dict[int, list[dict]] = {}
+    for p in pts:
+        rows.setdefault(round(4 * math.log10(_floored(p))), []).append(p)
+    for row in rows.values():
+        for i, p in enumerate(sorted(row, key=lambda p: (p["edges"], _floored(p)))):
+            ax.annotate(p["cell"], (p["edges"], _floored(p)), fontsize=6, alpha=0.8, textcoords="offset points",
+                        xytext=(-6, -3 - 9 * i) if left else (2, 6 + 11 * (i % 4)), ha="right" if left else "left",
+                        rotation=0 if left else 20,
+                        arrowprops={"arrowstyle": "-", "lw": 0.4, "alpha": 0.5} if i % 4 else None)
 
 
 def _label(ax, xlabel: str, ylabel: str, title: str) -> None:
