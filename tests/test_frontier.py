@@ -2,6 +2,7 @@
 back and one row recomputed, resume, a failing cell, and the summary's arithmetic on known points."""
 import json
 import math
+import os
 import re
 from dataclasses import replace
 
@@ -54,12 +55,12 @@ def test_a_row_is_recomputed_from_its_model_and_circuit(quick_sweep):
     assert sc.validate_circuit(quick_sweep / row["circuit"], controls=False, progress=False)["sufficiency"]["loss"] \
         == pytest.approx(row["loss"], abs=1e-4)
     summary = json.loads((quick_sweep / "summary.json").read_text())
-    point = next(p for p in summary["points"] if p["cell"] == row["cell"])
-    mine = [r for r in rows if r["cell"] == row["cell"] and r["target"] == summary["target"]
+    point = next(p for p in summary["points"] if p["kind"] == "sparse" and p["edges"])
+    mine = [r for r in rows if r["cell"] == point["cell"] and r["target"] == summary["target"]
             and r["task"] in summary["tasks_compared"]]
-    if all(r["reached"] for r in mine):
-        expected = math.exp(sum(math.log(max(1, r["edges"])) for r in mine) / len(mine))
-        assert point["edges"] == pytest.approx(expected, rel=1e-3)
+    assert mine and all(r["reached"] for r in mine)
+    expected = math.exp(sum(math.log(max(1, r["edges"])) for r in mine) / len(mine))
+    assert point["edges"] == pytest.approx(expected, rel=1e-3)
 
 
 def test_the_frontier_figure_is_written_with_its_axes(quick_sweep):
@@ -87,9 +88,10 @@ def test_a_rerun_skips_finished_cells_and_redoes_a_lost_one(quick_sweep, capsys)
 
 def test_a_cell_killed_mid_pruning_keeps_its_rows_and_resumes_from_them(quick_sweep, monkeypatch):
     cfg = sweep_preset("arithmetic-cpu", quick=True)
-    home = next(c for c in sorted((quick_sweep / "cells").iterdir()) if "-d1_" in c.name and "sparsified" not in c.name)
+    home = quick_sweep / "cells" / cfg.curve()[0]  # a sparse cell, with the curve's rows too
     done = json.loads((home / "cell.json").read_text())
-    lost = next(i for i, row in enumerate(done["rows"]) if row["status"] == "pruned")
+    lost = next(i for i, row in enumerate(done["rows"]) if row["status"] == "pruned" and i > 0)
+    assert lost < len(done["rows"]) - 1  # rows before it and after it
     partial = {**done, "status": "running", "rows": done["rows"][:lost] + done["rows"][lost + 1:]}
     (home / "cell.json").write_text(json.dumps(partial))  # as if killed while pruning that row
     summary = finish(cfg, quick_sweep)  # what `--cell OTHER` reports meanwhile
@@ -97,26 +99,33 @@ def test_a_cell_killed_mid_pruning_keeps_its_rows_and_resumes_from_them(quick_sw
     assert sum(r["cell"] == home.name for r in rows) == len(done["rows"]) - 1
     assert summary["unfinished"] == {home.name: len(done["rows"]) - 1}
     assert home.name not in [p["cell"] for p in summary["points"]] and home.name not in summary["failed"]
-    calls, real = [], sweep.prune
+    calls, kept, real = [], [], sweep.prune
 
     def prune(model, task, target, **kw):
         calls.append((task, target))
+        kept.append(len(json.loads((home / "cell.json").read_text())["rows"]))  # were it killed now
         return real(model, task, target, **kw)
 
     monkeypatch.setattr(sweep, "prune", prune)
     assert main(["frontier", "--preset", "arithmetic-cpu", "--quick", "--out", str(quick_sweep), "--quiet"]) == 0
     assert calls == [(done["rows"][lost]["task"], done["rows"][lost]["target"])]  # only the lost row is pruned
+    assert kept == [len(done["rows"]) - 1]  # the rows after it are still on disk while it is pruned
     again = json.loads((home / "cell.json").read_text())
     assert again["status"] == "done"
     untimed = [[{k: v for k, v in r.items() if k != "seconds"} for r in rec["rows"]] for rec in (again, done)]
     assert untimed[0] == untimed[1]
 
 
+def _tiny_sweep(tasks=("add2_digit2",)):
+    quick = sweep_preset("arithmetic-cpu", quick=True)
+    return replace(quick, widths=[16], densities=[1 / 2], dense_widths=[], sparsified=[1 / 4], tasks=list(tasks),
+                   curve_targets=[], controls=[], train=replace(quick.train, steps=20), dense_steps=20,
+                   sparsify_steps=20, prune={**quick.prune, "steps": 20})
+
+
 @pytest.mark.slow
 def test_a_cell_that_fails_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    cfg = replace(sweep_preset("arithmetic-cpu", quick=True), widths=[16], densities=[1 / 2], dense_widths=[],
-                  sparsified=[1 / 4], tasks=["add2_digit2"], curve_targets=[], controls=[],
-                  train=replace(sweep_preset("arithmetic-cpu", quick=True).train, steps=20), dense_steps=20)
+    cfg = _tiny_sweep()
     real = sc.api.train
 
     def train(run, out, **kw):
@@ -127,8 +136,49 @@ def test_a_cell_that_fails_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypat
     monkeypatch.setattr("sparsecircuits.frontier.sweep.api.train", train)
     summary = run_sweep(cfg, tmp_path / "s", progress=False)
     assert summary["failed"]["w16-dense"] == "RuntimeError: out of memory (injected)"
-    assert "did not finish" in summary["failed"]["w16-sparsified-d1_4"]  # its base failed
+    assert "did not train" in summary["failed"]["w16-sparsified-d1_4"]  # its base failed
     assert [p["cell"] for p in summary["points"]] == ["w16-d1_2"]
+
+
+@pytest.mark.slow
+def test_a_pruning_that_fails_fails_its_cell_and_a_rerun_prunes_only_that_row(tmp_path, monkeypatch):
+    cfg = _tiny_sweep(tasks=("add2_digit2", "add2_digit3"))
+    real, calls = sweep.prune, []
+
+    def prune(model, task, target, **kw):
+        calls.append(task)
+        if broken and task == "add2_digit2":
+            raise RuntimeError("out of memory (injected)")
+        return real(model, task, target, **kw)
+
+    monkeypatch.setattr(sweep, "prune", prune)
+    broken = True
+    first = run_sweep(cfg, tmp_path / "s", progress=False)
+    assert set(first["failed"]) == {"w16-d1_2", "w16-dense", "w16-sparsified-d1_4"} and not first["points"]
+    assert "add2_digit2 at 0.5: RuntimeError: out of memory (injected)" in first["failed"]["w16-dense"]
+    record = json.loads((tmp_path / "s" / "cells" / "w16-dense" / "cell.json").read_text())
+    assert [r["status"] for r in record["rows"]][0] == "failed" and record["rows"][1]["status"] != "failed"
+    assert (tmp_path / "s" / "cells" / "w16-sparsified-d1_4" / "model" / "model.safetensors").exists()
+    broken, calls[:] = False, []
+    again = run_sweep(cfg, tmp_path / "s", progress=False)
+    assert again["failed"] == {} and again["finished"] == 3
+    assert calls == ["add2_digit2"] * 3  # only the failed rows, once per cell
+
+
+def _dies_as_dense(cfg, cell, out, threads):
+    """A cell worker whose process dies (as if killed for memory) on the dense cell."""
+    if cell["kind"] == "dense":
+        os._exit(3)
+    sweep._cell_worker(cfg, cell, out, threads)  # in the spawned process, the real worker
+
+
+@pytest.mark.slow
+def test_parallel_cells_run_each_in_its_own_process_and_one_that_dies_fails_alone(tmp_path, monkeypatch):
+    monkeypatch.setattr(sweep, "_cell_worker", _dies_as_dense)
+    summary = run_sweep(_tiny_sweep(), tmp_path / "s", jobs=2, progress=False)
+    assert summary["failed"]["w16-dense"] == "its process died (exit code 3)"
+    assert "did not train" in summary["failed"]["w16-sparsified-d1_4"]
+    assert [p["cell"] for p in summary["points"]] == ["w16-d1_2"]  # trained and pruned in its own process
 
 
 def _point(cell, kind, width, density, loss, edges):
@@ -158,6 +208,32 @@ def test_trends_hold_only_when_every_step_goes_the_stated_way():
     assert t["lower_l0"]["holds"] is False and t["wider"]["holds"] is False
 
 
+def test_a_trend_without_two_circuit_sizes_to_compare_is_not_measured():
+    missing = [_point("a", "sparse", 4, 1 / 4, 0.1, None), _point("b", "sparse", 4, 1 / 16, 0.2, None),
+               _point("c", "sparse", 8, 1 / 16, 0.05, 60), _point("d", "sparse", 8, 1 / 64, 0.15, None)]
+    t = trends(missing)
+    assert t["lower_l0"]["by_width"][4]["edges_fall"] is None and t["lower_l0"]["holds"] is None
+    assert t["wider"]["holds"] is None  # a -> c: only c has a size
+    wrong = missing[:2] + [_point("c", "sparse", 8, 1 / 16, 0.5, 60), _point("d", "sparse", 8, 1 / 64, 0.1, 50)]
+    assert trends(wrong)["lower_l0"]["holds"] is False  # width 8's loss falls: one step the wrong way decides
+
+
+def test_a_ratio_far_below_one_is_not_rounded_to_zero():
+    points = [_point("d", "dense", 8, 1.0, 0.1, 1.0), _point("s", "sparse", 8, 0.25, 0.1, 3000.0)]
+    (s,), summary = matched_ratios(points)
+    assert s["ratio"] == pytest.approx(1 / 3000, rel=1e-3) and summary["ratio"] == pytest.approx(1 / 3000, rel=1e-3)
+
+
+def test_sweeps_whose_cells_or_circuit_folders_would_share_a_name_are_refused():
+    base = sweep_preset("arithmetic-cpu", quick=True)
+    with pytest.raises(sc.UserError, match="share a name"):
+        replace(base, densities=[0.1234561, 0.1234562])
+    with pytest.raises(sc.UserError, match="too close"):
+        replace(base, targets=[0.5, 0.5000001])
+    with pytest.raises(sc.UserError, match="curve_task"):
+        replace(base, curve_task="add2_digit4")
+
+
 def test_sweep_cells_keep_l0_when_widening_and_name_their_density():
     cfg = SweepConfig(model=small_config(d_model=32, n_head=2, d_mlp=64), widths=[32, 64], densities=[1 / 4],
                       dense_widths=[16], sparsified=[1 / 4], tasks=["add2_digit4"])
@@ -179,6 +255,7 @@ def test_python_cpu_cells_train_as_the_python_tiny_presets_at_their_density():
         assert cell.density <= (1.0 if cell.kind == "dense" else 1 / 8)
         assert run.model == like.model and run.data == like.data
         assert run.train == replace(like.train, density=cell.density)
+    assert len(sweep.curve()) == 2 and sweep.curve_on() in sweep.tasks  # a sparse and a dense cell, on a task
 
 
 def _measures(a, threshold):

@@ -68,8 +68,8 @@ def format_frontier(s: dict) -> str:
         lines.append(f"  {name:<26} unfinished: {rows} rows in results.jsonl; a rerun goes on from there")
     r = s["sparse_dense_ratio"]
     if r["ratio"] is not None:
-        lines.append(f"sparse/dense edge ratio at matched pretraining loss: {r['ratio']:.1f}x "
-                     f"({r['matched_cells']} of {r['sparse_cells']} sparse cells within the dense loss range)")
+        lines.append(f"sparse/dense edge ratio at matched pretraining loss: sparse circuits have {r['ratio']:.1f}x "
+                     f"fewer edges ({r['matched_cells']} of {r['sparse_cells']} sparse cells within the dense loss range)")
     else:
         lines.append(f"sparse/dense edge ratio at matched pretraining loss: not measured (no sparse cell's loss lies "
                      f"within the dense models' range {r['dense_loss_range']})")

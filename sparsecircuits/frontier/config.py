@@ -55,8 +55,9 @@ class SweepConfig:
     pass_accuracy: float = 0.0       # prune only the tasks a model gets right at least this often
     prune: dict = field(default_factory=dict)      # PruneConfig fields for every pruning
     controls: list[str] = field(default_factory=list)  # control prunings recorded beside each circuit
-    curve_targets: list[float] = field(default_factory=list)  # more targets, on the last task ...
+    curve_targets: list[float] = field(default_factory=list)  # more targets, on one task ...
     curve_cells: list[str] = field(default_factory=list)      # ... of these cells (default: a sparse, a dense)
+    curve_task: str = ""             # that task ("": the last one)
     activation_sets: list[str] = field(default_factory=lambda: ["familiar", "harder", "shuffled"])
 
     def __post_init__(self):
@@ -87,8 +88,15 @@ class SweepConfig:
             if len(set(values)) != len(values):
                 raise UserError(f"sweep '{name}' lists a value twice: {values}")
         from_dict(PruneConfig, {**self.prune, "target_loss": self.targets[0]})  # names a bad key now
-        names = {c.name for c in self.cells()}
-        unknown = sorted(set(self.curve_cells) - names)
+        names = [c.name for c in self.cells()]
+        if len(set(names)) != len(names):
+            raise UserError(f"two cells of the sweep would share a name (densities too close): {names}")
+        folders = [f"{t:g}" for t in [*self.targets, *self.curve_targets]]
+        if len(set(folders)) != len(folders):
+            raise UserError(f"two target losses of the sweep are too close to tell apart: {folders}")
+        if self.curve_task and self.curve_task not in self.tasks:
+            raise UserError(f"curve_task {self.curve_task!r} is not one of the sweep's tasks")
+        unknown = sorted(set(self.curve_cells) - set(names))
         if unknown:
             raise UserError(f"curve_cells names no cell of the grid: {', '.join(unknown)}")
         check_number("sweep 'pass_accuracy'", self.pass_accuracy, 0, 1)
@@ -111,11 +119,15 @@ class SweepConfig:
 
     def curve(self) -> list[str]:
         """The cells whose circuit size is also measured against `curve_targets`."""
-        if self.curve_cells or not self.curve_targets:
+        if self.curve_cells:
             return list(self.curve_cells)
         cells, wide = self.cells(), max(self.widths or self.dense_widths)
         sparse = [c.name for c in cells if c.kind == "sparse" and c.width == wide]
         return ([sparse[len(sparse) // 2]] if sparse else []) + [f"w{wide}-dense"]
+
+    def curve_on(self) -> str:
+        """The task the curve cells are pruned on at every target."""
+        return self.curve_task or self.tasks[-1]
 
     def shape(self, width: int) -> ModelConfig:
         m = self.model
@@ -176,7 +188,8 @@ def _python(gpu: bool, corpus: str) -> SweepConfig:
         widths, densities = [128], [1 / 8, 1 / 16, 1 / 32]
     return SweepConfig(model=model, data=DataConfig(kind="corpus", path=corpus), train=train, widths=widths,
                        dense_lr=0.0 if gpu else 2e-2, densities=densities, tasks=list(PYTHON_TASKS),
-                       targets=[0.15], pass_accuracy=0.9, activation_sets=["familiar", "shuffled"])
+                       targets=[0.15], pass_accuracy=0.9, activation_sets=["familiar", "shuffled"],
+                       curve_targets=[0.4], curve_task="single_double_quote")
 
 
 PRESETS = {

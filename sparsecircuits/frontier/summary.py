@@ -1,6 +1,7 @@
 """What a sweep shows (METHOD 7): each cell's pretraining loss against the geometric mean of its
-circuits' edges over tasks, the sparse/dense edge ratio at matched pretraining loss, and whether the
-two trends hold (lower L0 at fixed width: higher loss, smaller circuits; wider at fixed L0: both better).
+circuits' edges over tasks, the sparse/dense edge ratio at matched pretraining loss (how many times
+fewer edges the sparse circuits have: dense edges / sparse edges), and whether the two trends hold
+(lower L0 at fixed width: higher loss, smaller circuits; wider at fixed L0: both better).
 
 A cell's size is the geometric mean of max(1, edges) at the first target loss over the tasks every
 finished cell passes (`pass_accuracy`), and only when each of those circuits reaches the target. A task
@@ -36,6 +37,11 @@ def cell_point(rec: dict, target: float, tasks: list[str]) -> dict:
             "edges": round(_geomean([r["edges"] for r in reached]), 2) if rows and len(reached) == len(rows) else None}
 
 
+def _sig(x: float) -> float:
+    """Four significant figures: a ratio of 1/3000 must not round to 0."""
+    return float(f"{x:.4g}")
+
+
 def _floored(p: dict) -> float:
     return max(LOSS_FLOOR, p["pretrain_loss"])
 
@@ -52,7 +58,7 @@ def matched_ratios(points: list[dict]) -> tuple[list[dict], dict]:
             groups.setdefault(_log_loss(p), []).append(p)
     dense = [{"cell": "+".join(d["cell"] for d in ds), "pretrain_loss": ds[0]["pretrain_loss"],
               "edges": _geomean([d["edges"] for d in ds])} for _, ds in sorted(groups.items())]
-    out = []
+    out, ratios = [], []
     for p in points:
         if p["kind"] != "sparse" or not p["edges"]:
             continue
@@ -65,24 +71,27 @@ def matched_ratios(points: list[dict]) -> tuple[list[dict], dict]:
             span = _log_loss(b) - _log_loss(a)
             w = (x - _log_loss(a)) / span if span > 0 else 0.0
             edges = math.exp((1 - w) * math.log(a["edges"]) + w * math.log(b["edges"]))
-            entry.update(matched=True, dense_edges=round(edges, 2), ratio=round(edges / p["edges"], 3),
+            ratios.append(edges / p["edges"])
+            entry.update(matched=True, dense_edges=round(edges, 2), ratio=_sig(edges / p["edges"]),
                          between=[a["cell"]] if w == 0 else [b["cell"]] if w == 1 else [a["cell"], b["cell"]])
         elif dense:
             near = min(dense, key=lambda d: abs(_log_loss(d) - x))
             entry.update(matched=False, nearest_dense=near["cell"], nearest_loss=near["pretrain_loss"],
-                         nearest_ratio=round(near["edges"] / p["edges"], 3))
+                         nearest_ratio=_sig(near["edges"] / p["edges"]))
         else:
             entry.update(matched=False)
         out.append(entry)
-    ratios = [e["ratio"] for e in out if e.get("matched")]
     losses = [_floored(d) for d in dense]
-    summary = {"ratio": round(math.exp(sum(map(math.log, ratios)) / len(ratios)), 3) if ratios else None,
+    summary = {"ratio": _sig(math.exp(sum(map(math.log, ratios)) / len(ratios))) if ratios else None,
                "matched_cells": len(ratios), "sparse_cells": len(out),
                "dense_loss_range": [min(losses), max(losses)] if losses else None}
     return out, summary
 
 
-def _monotone(seq: list[float], rising: bool) -> bool:
+def _monotone(seq: list[float], rising: bool) -> bool | None:
+    """Whether the sequence goes the stated way (None: fewer than two values, nothing to tell)."""
+    if len(seq) < 2:
+        return None
     return all((b >= a) if rising else (b <= a) for a, b in zip(seq, seq[1:]))
 
 
@@ -97,7 +106,8 @@ def _group(ps: list[dict], key: str) -> dict:
 def trends(points: list[dict]) -> dict:
     """Lower L0 at fixed width (loss up, edges down) and wider at fixed L0 (loss and edges down).
     Losses under LOSS_FLOOR count as equal; a cell without a circuit on every task (its model misses
-    a target) counts in the loss trend and not in the edges trend."""
+    a target) counts in the loss trend and not in the edges trend. A trend holds when no step goes the
+    wrong way and each half (loss, edges) is measured somewhere; with one half unmeasured it is None."""
     sparse = [p for p in points if p["kind"] == "sparse"]
     l0, wide = {}, {}
     for w in sorted({p["width"] for p in sparse}):
@@ -116,7 +126,10 @@ def trends(points: list[dict]) -> dict:
             wide[ps[0]["cell"]] = {**g, "loss_falls": _monotone(losses, False), "edges_fall": _monotone(edges, False)}
 
     def verdict(groups, keys):
-        return None if not groups else all(g[k] for g in groups.values() for k in keys)
+        parts = [[g[k] for g in groups.values() if g[k] is not None] for k in keys]
+        if any(False in part for part in parts):
+            return False
+        return None if not groups or not all(parts) else True
 
     return {"lower_l0": {"holds": verdict(l0, ("loss_rises", "edges_fall")), "by_width": l0},
             "wider": {"holds": verdict(wide, ("loss_falls", "edges_fall")), "by_l0": wide}}
@@ -178,7 +191,7 @@ def write_frontier_figures(summary: dict, rows: list[dict], cfg: SweepConfig, ou
         ax.set_yscale("log")
     _label(ax, f"circuit edges (geometric mean over tasks, target loss {summary['target']:g})",
            "held-out pretraining loss", "capability against interpretability")
-    curve_task = cfg.tasks[-1]
+    curve_task = cfg.curve_on()
     for name in cfg.curve():
         line = sorted((r for r in rows if r["cell"] == name and r["task"] == curve_task and r.get("reached")),
                       key=lambda r: r["target"])
@@ -197,16 +210,16 @@ def write_frontier_figures(summary: dict, rows: list[dict], cfg: SweepConfig, ou
 
 def _name_points(ax, pts: list[dict], left: bool = False) -> None:
     """Name each point; points at about the same loss (often all of them, at the floor) get their names
-    staggered over four heights with a leader line, so that neighbours do not print over each other."""
+    stacked one above the other in order of size, with a leader line, so that neighbours do not print
+    over each other."""
     rows: dict[int, list[dict]] = {}
     for p in pts:
         rows.setdefault(round(4 * math.log10(_floored(p))), []).append(p)
     for row in rows.values():
         for i, p in enumerate(sorted(row, key=lambda p: (p["edges"], _floored(p)))):
             ax.annotate(p["cell"], (p["edges"], _floored(p)), fontsize=6, alpha=0.8, textcoords="offset points",
-                        xytext=(-6, -3 - 9 * i) if left else (2, 6 + 11 * (i % 4)), ha="right" if left else "left",
-                        rotation=0 if left else 20,
-                        arrowprops={"arrowstyle": "-", "lw": 0.4, "alpha": 0.5} if i % 4 else None)
+                        xytext=(-6, -3 - 9 * i) if left else (2, 6 + 9 * i), ha="right" if left else "left",
+                        arrowprops={"arrowstyle": "-", "lw": 0.4, "alpha": 0.5} if i else None)
 
 
 def _label(ax, xlabel: str, ylabel: str, title: str) -> None:

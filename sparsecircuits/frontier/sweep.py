@@ -4,9 +4,10 @@ record one row per (cell, task, target) in `results.jsonl`.
 Each cell lives in `OUT/cells/NAME/`: its model, its circuits, and `cell.json`, rewritten after every
 row, so a cell killed mid-pruning keeps its finished rows. A killed sweep resumes: finished cells are
 skipped, a cell's training resumes from its checkpoint, its finished rows are read back rather than
-pruned again, and a cell that failed is tried again. A cell whose training or evaluation fails is
-recorded as failed with its error, and the sweep goes on. `jobs` > 1 runs independent cells in
-parallel processes.
+pruned again, and a cell that failed is tried again. A cell whose training, evaluation or one of whose
+prunings fails is recorded as failed with its error (keeping the rows it finished), and the sweep goes
+on. `jobs` > 1 runs independent cells in parallel processes, one process per cell, so that a process
+that dies (killed for memory, say) fails only its own cell.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import json
 import math
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict
 from multiprocessing import get_context
+from multiprocessing.connection import wait
 from pathlib import Path
 
 import torch
@@ -29,6 +30,7 @@ from ..circuits.run import UnreachableTarget
 from ..circuits.validation import control_prunings
 from ..config_io import from_dict, load_json, to_dict
 from ..errors import UserError
+from ..model.io import WEIGHTS
 from ..tasks import get_task
 from ..tasks.evaluate import evaluate_task
 from ..training.config import RUN_FILE, RunConfig
@@ -104,15 +106,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool =
     bar = tqdm(total=len(todo), desc="sweep", disable=not progress, position=0)
     for phase in ([c for c in todo if c.base is None], [c for c in todo if c.base is not None]):
         if jobs > 1 and len(phase) > 1:
-            threads = max(1, (os.cpu_count() or 1) // jobs)
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn")) as pool:
-                futures = [pool.submit(_cell_worker, to_dict(cfg), asdict(c), str(out), threads) for c in phase]
-                for c, f in zip(phase, futures):
-                    try:
-                        f.result()
-                    except Exception as e:  # a worker that died (e.g. killed for memory): the cell failed
-                        _record_failure(out, c, e)
-                    bar.update(1)
+            _run_parallel(cfg, phase, out, jobs, bar)
         else:
             for c in phase:
                 run_cell(cfg, c, out, progress=progress)
@@ -121,6 +115,25 @@ def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool =
     if _rank() != 0:
         return {}
     return finish(cfg, out)
+
+
+def _run_parallel(cfg: SweepConfig, cells: list[Cell], out: Path, jobs: int, bar) -> None:
+    """Each cell in a process of its own, `jobs` at a time; one that dies fails only its cell."""
+    ctx, threads = get_context("spawn"), max(1, (os.cpu_count() or 1) // jobs)
+    waiting, running = list(cells), {}
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            cell = waiting.pop(0)
+            proc = ctx.Process(target=_cell_worker, args=(to_dict(cfg), asdict(cell), str(out), threads))
+            proc.start()
+            running[proc.sentinel] = (cell, proc)
+        for sentinel in wait(list(running)):
+            cell, proc = running.pop(sentinel)
+            proc.join()
+            if proc.exitcode:  # run_cell records its own errors: this process died
+                how = f"killed by signal {-proc.exitcode}" if proc.exitcode < 0 else f"exit code {proc.exitcode}"
+                _record_failure(out, cell, f"its process died ({how})")
+            bar.update(1)
 
 
 def _finished(out: Path, name: str) -> bool:
@@ -135,13 +148,12 @@ def _record(home: Path) -> dict:
         return {}
 
 
-def _record_failure(out: Path, cell: Cell, error: BaseException) -> None:
+def _record_failure(out: Path, cell: Cell, error: str) -> None:
     """A worker that died: the cell failed, keeping the rows it had finished."""
     if not _finished(out, cell.name):
         rows = _record(out / "cells" / cell.name).get("rows", [])
         atomic_write_json(out / "cells" / cell.name / CELL_FILE, {"cell": asdict(cell), "status": "failed",
-                                                                  "error": f"{type(error).__name__}: {error}",
-                                                                  "rows": rows})
+                                                                  "error": error, "rows": rows})
 
 
 def _cell_worker(cfg: dict, cell: dict, out: str, threads: int) -> None:
@@ -150,12 +162,14 @@ def _cell_worker(cfg: dict, cell: dict, out: str, threads: int) -> None:
 
 
 def run_cell(cfg: SweepConfig, cell: Cell, out: Path, progress: bool = True) -> dict | None:
-    """Train, evaluate and prune one cell; its record is written to `cells/NAME/cell.json`."""
+    """Train, evaluate and prune one cell; its record is written to `cells/NAME/cell.json`, with the
+    rows an earlier run finished and this one has not reached yet, so that a second kill loses none."""
     home = out / "cells" / cell.name
     record = {"cell": asdict(cell), "status": "failed", "error": None, "rows": []}
+    pending = _record(home).get("rows", [])
     t0 = time.perf_counter()
-    device = resolve_device(cfg.train.device)
     try:
+        device = resolve_device(cfg.train.device)
         model_dir = _train(cfg, cell, out, home / "model", progress)
         if model_dir is None:
             return None  # a rank other than 0 under torchrun: it only trains
@@ -168,21 +182,26 @@ def run_cell(cfg: SweepConfig, cell: Cell, out: Path, progress: bool = True) -> 
         record["activations"] = _activations(cfg, model, model_dir)
         targets = [(task, t) for task in cfg.tasks for t in cfg.targets]
         if cell.name in cfg.curve():
-            targets += [(cfg.tasks[-1], t) for t in cfg.curve_targets if t not in cfg.targets]
+            targets += [(cfg.curve_on(), t) for t in cfg.curve_targets if t not in cfg.targets]
         accuracy = {task: evaluate_task(model, get_task(task), model.tokenizer, n=TASK_EXAMPLES)["accuracy"]
                     for task in cfg.tasks}
-        saved = _saved_rows(home, record)
-        for task, target in targets:
+        saved = _saved_rows(pending, record)
+        for i, (task, target) in enumerate(targets):
             row = saved.get((task, target)) or _prune_row(cfg, cell, record, model, task, target, accuracy[task],
                                                           home, progress)
             record["rows"].append(row)
+            pending = [saved[k] for k in targets[i + 1:] if k in saved]
             if _rank() == 0:
-                atomic_write_json(home / CELL_FILE, {**record, "status": "running"})
-        record["status"] = "done"
+                atomic_write_json(home / CELL_FILE, {**record, "status": "running", "rows": record["rows"] + pending})
+        failed = [f"{r['task']} at {r['target']:g}: {r['error']}" for r in record["rows"] if r["status"] == "failed"]
+        if failed:  # the cell is tried again on a rerun, which prunes only these rows
+            record["error"] = f"{len(failed)} pruning(s) failed; " + "; ".join(failed)
+        else:
+            record["status"] = "done"
     except Exception as e:  # recorded, and the sweep goes on
         record["error"] = f"{type(e).__name__}: {e}"
     if _rank() == 0:
-        atomic_write_json(home / CELL_FILE, record)
+        atomic_write_json(home / CELL_FILE, {**record, "rows": record["rows"] + pending})
     return record
 
 
@@ -191,8 +210,8 @@ def _train(cfg: SweepConfig, cell: Cell, out: Path, model_dir: Path, progress: b
         api.train(cfg.run(cell), model_dir, resume=True, progress=progress)
     else:
         base = out / "cells" / cell.base / "model"
-        if not _finished(out, cell.base):
-            raise UserError(f"its base cell {cell.base} did not finish")
+        if not (base / WEIGHTS).exists():  # written when its training ends
+            raise UserError(f"its base cell {cell.base} did not train")
         api.sparsify(base, cell.density, model_dir, resume=True, progress=progress,
                      steps=cfg.sparsify_steps or cfg.train.steps, checkpoint_every=cfg.train.checkpoint_every)
     return model_dir if _rank() == 0 else None
@@ -207,12 +226,12 @@ def _activations(cfg: SweepConfig, model, model_dir: Path) -> dict:
     return {s: r["mean"] for s, r in report.items()}
 
 
-def _saved_rows(home: Path, record: dict) -> dict:
+def _saved_rows(rows: list[dict], record: dict) -> dict:
     """Rows an earlier, interrupted run finished for this same model (same nonzero weights and
     pretraining loss), by (task, target); rows that failed are left out, to be tried again."""
-    return {(row["task"], row["target"]): row for row in _record(home).get("rows", [])
+    return {(row["task"], row["target"]): row for row in rows
             if row["status"] in ("pruned", "unreachable", "not passed") and row["nonzero"] == record["nonzero"]
-            and math.isclose(row["pretrain_loss"], record["pretrain_loss"], rel_tol=1e-5)}
+            and math.isclose(row["pretrain_loss"], record["pretrain_loss"], rel_tol=1e-5, abs_tol=1e-7)}
 
 
 def _prune_row(cfg: SweepConfig, cell: Cell, record: dict, model, task: str, target: float, accuracy: float,
