@@ -90,6 +90,21 @@ def test_calibration_scale_stays_bounded_when_every_training_prompt_is_right():
     assert math.isfinite(miss) and miss <= 1.01 * math.log1p(math.exp(1.0))
 
 
+def test_calibration_does_not_blow_up_the_scale_for_one_narrow_margin():
+    """Fit prompts all right, one of them narrowly: without a pull to scale 1 the fit runs to ~85, and a
+    single held-out miss then costs more than any target (1.33); with it the miss costs 0.006."""
+    planted = PLANTED["first_token"]()
+    pruner = Pruner(planted.model, planted.task, planted.model.tokenizer, None,
+                    PruneConfig(ablation="zero", n_train=64, n_test=64))
+    enc = pruner.test.subset(slice(0, 64))
+    out = torch.full((64,), 5.0)
+    out[0] = 0.2
+    calib = fit_calibration(out, enc)
+    assert calib.scale < 5 and loss_with(out, enc, calib) < 0.01
+    out[0] = -1.0  # the same outputs with one held-out prompt wrong
+    assert loss_with(out, enc, calib) < 0.05
+
+
 def test_cleanup_drops_nodes_that_do_not_matter_and_keeps_the_path():
     planted = PLANTED["two_hop"]()
     model, task = planted.model, planted.task

@@ -16,6 +16,8 @@ from ..tasks.evaluate import EncodedTask
 
 MAX_LOG_SCALE = math.log(100.0)  # the scale stays in [1/100, 100]: on prompts the model gets all right an
                                  # unbounded fit would drive it to infinity and any held-out miss to a huge loss
+SCALE_PRIOR = 1e-3  # a weak pull of the log-scale to 0: where the fit prompts are all right with a margin, their
+                    # loss barely moves with the scale, and the prior keeps it near 1 instead of at the bound
 
 
 def task_outputs(logits: torch.Tensor, enc: EncodedTask) -> torch.Tensor:
@@ -73,7 +75,8 @@ def fit_calibration(out: torch.Tensor, enc: EncodedTask, start: Calibration | No
 
     def closure():
         opt.zero_grad()
-        loss = calibrated_loss(out, enc, (c * torch.tanh(u / c)).exp(), bias) + 1e-4 * bias.pow(2).sum()
+        log_scale = c * torch.tanh(u / c)
+        loss = calibrated_loss(out, enc, log_scale.exp(), bias) + 1e-4 * bias.pow(2).sum() + SCALE_PRIOR * log_scale ** 2
         loss.backward()
         return loss
 
