@@ -72,7 +72,7 @@ def matched_ratios(points: list[dict]) -> tuple[list[dict], dict]:
             w = (x - _log_loss(a)) / span if span > 0 else 0.0
             edges = math.exp((1 - w) * math.log(a["edges"]) + w * math.log(b["edges"]))
             ratios.append(edges / p["edges"])
-            entry.update(matched=True, dense_edges=round(edges, 2), ratio=_sig(edges / p["edges"]),
+            entry.update(matched=True, dense_edges=round(edges, 2), ratio=_sig(ratios[-1]),
                          between=[a["cell"]] if w == 0 else [b["cell"]] if w == 1 else [a["cell"], b["cell"]])
         elif dense:
             near = min(dense, key=lambda d: abs(_log_loss(d) - x))
