@@ -1,5 +1,6 @@
 import json
 import math
+import random
 import shutil
 
 import pytest
@@ -10,14 +11,15 @@ from sparsecircuits import RunConfig
 from sparsecircuits.circuits import (MEAN_FILE, Calibration, Circuit, PruneConfig, Pruner, circuit_edges,
                                      compute_means, load_or_compute_means, model_hash, node_sites, prompt_means,
                                      prune, resolve_means, validate)
-from sparsecircuits.circuits.calibration import fit_calibration, loss_with
+from sparsecircuits.circuits.calibration import fit_calibration, loss_with, task_outputs
+from sparsecircuits.circuits.effects import node_effects
 from sparsecircuits.circuits.cleanup import _on_target, cleanup
 from sparsecircuits.circuits.groundtruth import PLANTED
 from sparsecircuits.circuits.masks import Gate
 from sparsecircuits.circuits.validation import binarised
 from sparsecircuits.cli import main
 from sparsecircuits.errors import UserError
-from sparsecircuits.tasks import get_task
+from sparsecircuits.tasks import Example, ListTask, get_task
 
 from conftest import small_config
 
@@ -317,3 +319,43 @@ def test_resample_ablation_puts_another_prompts_activation_in_closed_nodes(adder
     assert (match != torch.arange(len(match))).float().mean() > 0.5  # ...mostly of other prompts
     circuit = prune(model, "add2_digit4", TARGET, **{**FAST, "ablation": "resample"})
     assert circuit.settings["ablation"] == "resample" and circuit.n_nodes > 0
+
+
+@pytest.mark.parametrize("ablation", ["mean", "zero", "resample"])
+def test_prompts_of_different_lengths_give_the_outputs_of_one_padded_pass(adder, ablation):
+    """`Pruner.run` cuts a causal model's padding by running prompts in groups of similar length; its
+    outputs, and the gradient of the gates, are those of one pass over the whole padded batch, with
+    gates shared or per prompt (as `node_effects` gives them) and resampled activations kept per row."""
+    model = sc.load(adder)
+    rng = random.Random(0)
+    items = [Example("".join(rng.choice("0123456789+=") for _ in range(rng.randint(2, 15))), str(d), str((d + 1) % 10))
+             for d in (rng.randrange(10) for _ in range(400))]
+    task = ListTask("mixed_lengths", items)
+    means = resolve_means(model, "task", task, model.tokenizer) if ablation == "mean" else None
+    pruner = Pruner(model, task, model.tokenizer, means, PruneConfig(ablation=ablation, n_train=300, n_test=64))
+    enc = pruner.train
+    assert len(enc) > 3 * 32 and len(set(enc.last.tolist())) > 8
+    fixed = pruner.replacement(enc.tokens)
+    shared = {site: torch.rand(w, requires_grad=True) for site, w in pruner.sites.items()}
+    per_prompt = {site: torch.rand(len(enc), 1, w) for site, w in pruner.sites.items()}
+    for gates in (shared, per_prompt):
+        grouped = pruner.run(enc, gates, replacement=fixed)
+        padded = task_outputs(pruner.forward(enc.tokens, gates, replacement=fixed, last=enc.last), enc)
+        assert grouped.shape == padded.shape == (len(enc),)
+        assert torch.allclose(grouped, padded, atol=1e-4)
+    grad_grouped = torch.autograd.grad(pruner.run(enc, shared, replacement=fixed).sum(), list(shared.values()))
+    padded = task_outputs(pruner.forward(enc.tokens, shared, replacement=fixed, last=enc.last), enc)
+    grad_padded = torch.autograd.grad(padded.sum(), list(shared.values()))
+    assert all(torch.allclose(a, b, atol=1e-3) for a, b in zip(grad_grouped, grad_padded))
+    closed = {site: torch.ones(w) for site, w in pruner.sites.items()}
+    nodes = [("0.mlp.post_act", c) for c in range(4)]
+    effects = node_effects(pruner, closed, nodes, Calibration(), enc, batch=2)
+    one_by_one = []
+    with torch.no_grad():
+        for site, c in nodes:
+            closed[site][c] = 0.0
+            out = pruner.forward(enc.tokens, closed, replacement=fixed, last=enc.last)
+            one_by_one.append(loss_with(task_outputs(out, enc), enc, Calibration()))
+            closed[site][c] = 1.0
+        base = loss_with(pruner.run(enc, closed, replacement=fixed), enc, Calibration())
+    assert effects == pytest.approx([x - base for x in one_by_one], abs=1e-4)

@@ -28,6 +28,11 @@ def test_every_option_gives_logits_of_the_right_shape(norm, act, pos, flag):
     assert ("blocks.0.attn.sink_logit" in names) == flag
     assert ("blocks.0.mlp.c_fc.bias" in names) == flag
     assert model.blocks[0].attn.c_attn.weight.shape == (3 * 3 * 5, 32)  # d_head decoupled from d_model
+    last = torch.tensor([10, 0, 4])
+    with torch.no_grad():
+        at_last = model(idx, last=last)
+    assert at_last.shape == (3, cfg.vocab_size)
+    assert torch.allclose(at_last, logits[torch.arange(3), last], atol=1e-5)  # what the pruner reads
 
 
 @pytest.mark.parametrize("flag", [True, False])

@@ -20,12 +20,13 @@ SCALE_PRIOR = 1e-3  # a weak pull of the log-scale to 0: where the fit prompts a
                     # loss barely moves with the scale, and the prior keeps it near 1 instead of at the bound
 
 
-def task_outputs(logits: torch.Tensor, enc: EncodedTask) -> torch.Tensor:
-    """Binary tasks: correct minus wrong logit at the last position. Vocabulary tasks: the last logits."""
-    last = logits[torch.arange(len(enc.last)), enc.last.to(logits.device)].float()
+def task_outputs(last: torch.Tensor, enc: EncodedTask) -> torch.Tensor:
+    """From the (n, vocab) logits of each prompt's last position (`model(tokens, last=enc.last)`):
+    binary tasks, correct minus wrong logit; vocabulary tasks, those logits."""
+    last = last.float()
     if not enc.binary:
         return last
-    correct, wrong = enc.correct.to(logits.device), enc.wrong.to(logits.device)
+    correct, wrong = enc.correct.to(last.device), enc.wrong.to(last.device)
     return last.gather(1, correct[:, None])[:, 0] - last.gather(1, wrong[:, None])[:, 0]
 
 

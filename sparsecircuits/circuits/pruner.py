@@ -26,6 +26,8 @@ from .edges import EdgeCounter
 from .masks import ABLATIONS, NodeScores, ablation_hooks
 from .nodes import node_sites
 
+LENGTH_GROUP = 32  # prompts per forward pass when a task's prompts differ in length
+
 
 @dataclass
 class PruneConfig:
@@ -105,19 +107,34 @@ class Pruner:
         return cache
 
     def forward(self, tokens: torch.Tensor, gates: dict[str, torch.Tensor], extra_hooks=(),
-                replacement: dict | None = None) -> torch.Tensor:
-        """Logits of `tokens` with nodes gated by `gates` (1 = kept); `extra_hooks` see ablated values.
-        `replacement` fixes what closed nodes become (default: `self.replacement(tokens)`)."""
+                replacement: dict | None = None, last: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of `tokens` (of the positions `last` only, if given) with nodes gated by `gates` (1 =
+        kept); `extra_hooks` see ablated values. `replacement` fixes what closed nodes become (default:
+        `self.replacement(tokens)`)."""
         tokens = tokens.to(self.device)
         hooks = ablation_hooks(gates, replacement or self.replacement(tokens)) + list(extra_hooks)
         if self.cfg.freeze_norms:
             hooks += frozen_norm_hooks(self.model, tokens)
-        return self.model.run_with_hooks(tokens, hooks)
+        return self.model.run_with_hooks(tokens, hooks, last)
 
     def run(self, enc: EncodedTask, gates: dict[str, torch.Tensor], extra_hooks=(),
             replacement: dict | None = None) -> torch.Tensor:
-        """Task outputs (margins or last logits) of `enc` with nodes gated by `gates`."""
-        return task_outputs(self.forward(enc.tokens, gates, extra_hooks, replacement), enc)
+        """Task outputs (margins or last logits) of `enc` with nodes gated by `gates`. A causal model
+        runs the prompts in groups of similar length, each cut after its longest prompt: no later
+        position can change a prompt's output, so the right padding is never computed. Gates and
+        replacements with a prompt dimension (per-copy gates, resampled activations) follow their rows."""
+        if extra_hooks or not self.model.cfg.causal or int(enc.last.min()) == int(enc.last.max()):
+            return task_outputs(self.forward(enc.tokens, gates, extra_hooks, replacement, enc.last), enc)
+        replacement = replacement or self.replacement(enc.tokens.to(self.device))  # one draw for the whole set
+        order = torch.argsort(enc.last)
+        outs = []
+        for rows in order.split(LENGTH_GROUP):
+            T, dev = int(enc.last[rows].max()) + 1, rows.to(self.device)
+            part = enc.subset(rows)
+            outs.append(task_outputs(self.forward(
+                part.tokens[:, :T], {k: _rows(g, dev, T) for k, g in gates.items()}, (),
+                {k: _rows(r, dev, T) for k, r in replacement.items()}, part.last), part))
+        return torch.cat(outs)[torch.argsort(order).to(self.device)]
 
     @torch.no_grad()
     def loss(self, enc: EncodedTask, gates, calibrated: bool = True, extra_hooks=()) -> float:
@@ -246,6 +263,12 @@ class Training:
             if self.done % 10 == 0:
                 self.history.append({"step": self.done, "loss": round(loss, 5),
                                      "size": round(float(size.detach()), 1), "k": float(f"{self.k:.4g}")})
+
+
+def _rows(x: torch.Tensor | None, rows: torch.Tensor, T: int) -> torch.Tensor | None:
+    """Rows `rows` of a per-prompt tensor (n, positions or 1, width), cut to T positions; a tensor
+    shared by every prompt (width,) as it is."""
+    return x if x is None or x.dim() < 3 else x[rows, :T]
 
 
 def frozen_norm_hooks(model, tokens: torch.Tensor) -> list:

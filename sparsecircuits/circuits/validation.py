@@ -72,7 +72,7 @@ def attribution_order(pruner: Pruner) -> list[tuple[str, int]]:
         return x + probes[name]
 
     with torch.enable_grad():
-        logits = pruner.model.run_with_hooks(tokens, [(name, probe) for name in pruner.sites])
+        logits = pruner.model.run_with_hooks(tokens, [(name, probe) for name in pruner.sites], enc.last)
         loss = calibrated_loss(task_outputs(logits, enc), enc, *Calibration().tensors(len(enc.candidates)))
         grads = torch.autograd.grad(loss, [probes[n] for n in pruner.sites])
     scored = []

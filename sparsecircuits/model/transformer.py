@@ -189,8 +189,11 @@ class SparseTransformer(nn.Module):
             else:
                 nn.init.zeros_(p)
 
-    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits; or, given `targets` (same shape, -1 = unscored), the mean next-token loss."""
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                last: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits; or, given `targets` (same shape, -1 = unscored), the mean next-token loss; or, given
+        `last` (one position per sequence), the (n, vocab) logits of those positions alone: all a task
+        reads, without unembedding every position."""
         T = idx.shape[1]
         if T > self.cfg.block_size:
             raise ValueError(f"sequence of {T} tokens exceeds block_size {self.cfg.block_size}")
@@ -200,7 +203,12 @@ class SparseTransformer(nn.Module):
         for block in self.blocks:
             x = block(x)
         x = self.ln_f(self.hooks("final_resid", x))
-        return self.logits(x, idx) if targets is None else self.chunked_loss(x, idx, targets)
+        if targets is not None:
+            return self.chunked_loss(x, idx, targets)
+        if last is not None:
+            at = (torch.arange(len(idx), device=idx.device), last.to(idx.device))
+            x, idx = x[at], idx[at]
+        return self.logits(x, idx)
 
     @property
     def unembedding(self) -> torch.Tensor:
@@ -240,9 +248,9 @@ class SparseTransformer(nn.Module):
             for name, fn in added:
                 self.hooks.remove(name, fn)
 
-    def run_with_hooks(self, idx: torch.Tensor, fwd_hooks) -> torch.Tensor:
+    def run_with_hooks(self, idx: torch.Tensor, fwd_hooks, last: torch.Tensor | None = None) -> torch.Tensor:
         with self.hooked(fwd_hooks):
-            return self(idx)
+            return self(idx, last=last)
 
     def run_with_cache(self, idx: torch.Tensor, names=None, detach: bool = True):
         """Forward pass that also returns `{hook name: activation}` for `names` (default: all)."""
