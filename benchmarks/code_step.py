@@ -14,18 +14,17 @@ from __future__ import annotations
 import argparse
 import math
 import statistics
-import sysconfig
 import tempfile
 import time
 import types
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from sparsecircuits import Trainer
-from sparsecircuits.data.corpus import build_corpus
 from sparsecircuits.training.presets import preset
+
+from stdlib_slice import HELP, corpus_or_slice
 
 
 def autograd_loss(model, x, idx, targets):
@@ -64,18 +63,13 @@ def trainer(corpus: str, out: str, loss: bool = False, attention: bool = False, 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--corpus", help="a built corpus (default: one built from a slice of the standard library)")
+    ap.add_argument("--corpus", help=HELP)
     ap.add_argument("--steps", type=int, default=10, help="timed steps per round")
     ap.add_argument("--rounds", type=int, default=4)
     args = ap.parse_args()
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = args.corpus
-        if corpus is None:
-            corpus = str(Path(tmp) / "corpus")
-            stdlib = Path(sysconfig.get_paths()["stdlib"])
-            build_corpus(corpus, [stdlib / name for name in ("json", "email", "asyncio", "unittest")],
-                         progress=lambda *a: None)
+        corpus = corpus_or_slice(args.corpus, tmp)
         runs = {"as shipped": trainer(corpus, tmp),
                 "autograd loss over chunks": trainer(corpus, tmp, loss=True),
                 "masked attention": trainer(corpus, tmp, attention=True),

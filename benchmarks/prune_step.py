@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sysconfig
 import tempfile
 import time
 import types
-from pathlib import Path
 
 import torch
 
@@ -27,9 +25,10 @@ from sparsecircuits.circuits.calibration import task_outputs
 from sparsecircuits.circuits.effects import node_effects
 from sparsecircuits.circuits.means import prompt_means
 from sparsecircuits.circuits.pruner import NodeScores, PruneConfig, Pruner, Training
-from sparsecircuits.data.corpus import build_corpus
 from sparsecircuits.frontier.config import sweep_preset
 from sparsecircuits.tasks import get_task
+
+from stdlib_slice import HELP, corpus_or_slice
 
 TASK = "single_double_quote"
 
@@ -60,7 +59,7 @@ def pruner(corpus: str, out: str, variant=None) -> Pruner:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--corpus", help="a built corpus (default: one built from a slice of the standard library)")
+    ap.add_argument("--corpus", help=HELP)
     ap.add_argument("--steps", type=int, default=5, help="timed mask-training steps per round")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1)
@@ -68,12 +67,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
-        corpus = args.corpus
-        if corpus is None:
-            corpus = str(Path(tmp) / "corpus")
-            stdlib = Path(sysconfig.get_paths()["stdlib"])
-            build_corpus(corpus, [stdlib / name for name in ("json", "email", "asyncio", "unittest")],
-                         progress=lambda *a: None)
+        corpus = corpus_or_slice(args.corpus, tmp)
         runs = {"as shipped": pruner(corpus, tmp), "one padded pass": pruner(corpus, tmp, padded_run),
                 "padded, every position": pruner(corpus, tmp, every_position_run)}
         step = {k: [] for k in runs}
