@@ -1,10 +1,17 @@
 import json
+import random
 
 import pytest
+import torch
+import torch.nn.functional as F
 
 from sparsecircuits import UserError
 from sparsecircuits.cli import main
+from sparsecircuits.data.addition import addition_tokenizer
 from sparsecircuits.tasks import ARITHMETIC_TASKS, TASKS, get_task, load_jsonl_task, resolve_tasks
+from sparsecircuits.tasks.base import Example
+from sparsecircuits.tasks.custom import ListTask
+from sparsecircuits.tasks.evaluate import encode_examples, evaluate_task
 
 
 def test_registry_has_the_20_python_tasks_and_the_arithmetic_ones():
@@ -70,3 +77,26 @@ def test_tasks_cli_lists_and_shows(capsys):
     assert out.count("correct:") == 4 and "for_while" in out
     assert main(["tasks", "show", "nope"]) == 2
     assert "unknown task" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_task_scores_read_each_prompts_own_last_position(small_model, binary):
+    """Prompts of different lengths, right-padded: each is scored from its own last position, as a
+    pass over the full logits reads it."""
+    rng = random.Random(0)
+    items = [Example("".join(rng.choice("0123456789+") for _ in range(rng.randint(2, 12))) + "=", c,
+                     ("9" if c != "9" else "1") if binary else None) for c in "0123456789" * 4]
+    task = ListTask("mixed_lengths", items, test_percent=50)
+    tok = addition_tokenizer()
+    report = evaluate_task(small_model, task, tok, n=len(items), batch_size=7)
+    enc = encode_examples(task, task.examples("test", len(items), 0), tok, small_model.cfg.block_size)
+    assert len(set(enc.last.tolist())) > 3 and report["n"] == len(enc)
+    with torch.no_grad():
+        last = small_model(enc.tokens)[torch.arange(len(enc)), enc.last]
+    if binary:
+        pair = torch.stack([last.gather(1, enc.correct[:, None])[:, 0], last.gather(1, enc.wrong[:, None])[:, 0]], 1)
+        losses, right = -F.log_softmax(pair, 1)[:, 0], pair[:, 0] > pair[:, 1]
+    else:
+        losses, right = F.cross_entropy(last, enc.correct, reduction="none"), last.argmax(1) == enc.correct
+    assert report["loss"] == pytest.approx(float(losses.mean()), rel=1e-5)
+    assert report["accuracy"] == int(right.sum()) / len(enc)

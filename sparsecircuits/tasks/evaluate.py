@@ -69,13 +69,13 @@ def encode_examples(task: Task, examples: list[Example], tokenizer, block_size: 
                        torch.tensor([position[e.wrong] if e.wrong is not None else 0 for e in examples]))
 
 
-def task_losses(logits: torch.Tensor, enc: EncodedTask) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-example loss and correctness from full-sequence logits (n, T, vocab)."""
-    last = logits[torch.arange(len(enc.last)), enc.last.to(logits.device)].float()
-    correct = enc.correct.to(logits.device)
+def task_losses(last: torch.Tensor, enc: EncodedTask) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example loss and correctness from the (n, vocab) logits of each prompt's last position."""
+    last = last.float()
+    correct = enc.correct.to(last.device)
     if enc.binary:
         pair = torch.stack([last.gather(1, correct[:, None])[:, 0],
-                            last.gather(1, enc.wrong.to(logits.device)[:, None])[:, 0]], dim=1)
+                            last.gather(1, enc.wrong.to(last.device)[:, None])[:, 0]], dim=1)
         return -F.log_softmax(pair, dim=1)[:, 0], pair[:, 0] > pair[:, 1]
     return F.cross_entropy(last, correct, reduction="none"), last.argmax(1) == correct
 
@@ -90,7 +90,7 @@ def evaluate_task(model, task: Task, tokenizer, n: int = 200, split: str = "test
     losses, right = [], []
     for i in range(0, len(enc.last), batch_size):
         part = enc.subset(slice(i, i + batch_size))
-        loss, ok = task_losses(model(part.tokens.to(device)), part)
+        loss, ok = task_losses(model(part.tokens.to(device), last=part.last.to(device)), part)
         losses.append(loss.cpu())
         right.append(ok.cpu())
     loss, ok = torch.cat(losses), torch.cat(right)
