@@ -11,7 +11,7 @@ from sparsecircuits import RunConfig
 from sparsecircuits.circuits import (MEAN_FILE, Calibration, Circuit, PruneConfig, Pruner, circuit_edges,
                                      compute_means, load_or_compute_means, model_hash, node_sites, prompt_means,
                                      prune, resolve_means, validate)
-from sparsecircuits.circuits.calibration import fit_calibration, loss_with, task_outputs
+from sparsecircuits.circuits.calibration import _objective, fit_calibration, loss_with, task_outputs
 from sparsecircuits.circuits.effects import node_effects
 from sparsecircuits.circuits.cleanup import _on_target, cleanup
 from sparsecircuits.circuits.groundtruth import PLANTED
@@ -20,6 +20,7 @@ from sparsecircuits.circuits.validation import binarised
 from sparsecircuits.cli import main
 from sparsecircuits.errors import UserError
 from sparsecircuits.tasks import Example, ListTask, get_task
+from sparsecircuits.tasks.evaluate import EncodedTask
 
 from conftest import small_config
 
@@ -63,6 +64,53 @@ def test_pruner_returns_the_planted_circuit_of_a_hand_built_model(name):
         circuit = prune(model, task, 0.15, means_from="task", seed=seed, progress=False, n_train=1024)
         assert circuit.reached and names(circuit.nodes) == names(planted.planted), seed
         assert circuit.n_edges == len(circuit_edges(model, planted.planted))
+
+
+def _calibration_problem(binary: bool, seed: int, n: int = 256):
+    """Outputs and examples of a binary task (2 candidates) or a 12-token vocabulary task (10 candidates)."""
+    g = torch.Generator().manual_seed(seed)
+    if binary:
+        ck = torch.randint(0, 2, (n,), generator=g)
+        enc = EncodedTask(torch.zeros(n, 3, dtype=torch.long), torch.zeros(n, dtype=torch.long), ck + 5, 6 - ck, True,
+                          torch.tensor([5, 6]), ck, 1 - ck)
+        return torch.randn(n, generator=g) * (0.5 + seed) + 0.5 * seed, enc
+    y = torch.randint(0, 10, (n,), generator=g)
+    enc = EncodedTask(torch.zeros(n, 3, dtype=torch.long), torch.zeros(n, dtype=torch.long), y,
+                      torch.full((n,), -1), False, torch.arange(10), y, torch.zeros(n, dtype=torch.long))
+    out = torch.randn(n, 12, generator=g) * (1 + seed)
+    out[torch.arange(n), y] += seed
+    return out, enc
+
+
+@pytest.mark.parametrize("binary", [True, False])
+def test_calibration_fit_is_the_optimum_of_its_objective(binary):
+    """The written-out gradient and Hessian equal autograd's, and Newton's fit is no worse than a long,
+    tight LBFGS run on the same objective, with a gradient near zero there."""
+    for seed in range(3):
+        out, enc = _calibration_problem(binary, seed)
+        out = out.double()
+        x = (torch.randn(1 + len(enc.candidates), generator=torch.Generator().manual_seed(seed)) * 0.3).double()
+        _, grad, hess = _objective(x, out, enc)
+        leaf = x.clone().requires_grad_(True)
+        assert torch.allclose(grad, torch.autograd.grad(_objective(leaf, out, enc, second=False), leaf)[0], atol=1e-12)
+        assert torch.allclose(hess, torch.autograd.functional.hessian(lambda y: _objective(y, out, enc, second=False), x),
+                              atol=1e-12)
+        calib = fit_calibration(out.float(), enc)
+        fitted = torch.tensor([math.log(calib.scale), *calib.bias], dtype=torch.float64)
+        loss, grad, _ = _objective(fitted, out, enc)
+        ref = torch.zeros_like(x).requires_grad_(True)
+        opt = torch.optim.LBFGS([ref], max_iter=500, tolerance_grad=1e-12, tolerance_change=1e-14,
+                                line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            value = _objective(ref, out, enc, second=False)
+            value.backward()
+            return value
+
+        opt.step(closure)
+        assert float(loss) <= float(_objective(ref.detach(), out, enc, second=False)) + 1e-12
+        assert grad.abs().max() < 1e-5
 
 
 def test_calibration_has_no_bias_toward_the_correct_answer():
