@@ -256,6 +256,7 @@ def test_python_cpu_cells_train_as_the_python_tiny_presets_at_their_density_for_
         assert run.model == like.model and run.data == like.data
         assert run.train == replace(like.train, density=cell.density, steps=2000)
     assert len(sweep.curve()) == 2 and sweep.curve_on() in sweep.tasks  # a sparse and a dense cell, on a task
+    assert sweep.targets == [0.3] and sweep.pass_accuracy == 0.9  # a passed task is at about 0.2-0.3: prunable
 
 
 def _measures(a, threshold):
