@@ -27,7 +27,7 @@ from conftest import small_config
 @pytest.fixture(scope="module")
 def quick_sweep(tmp_path_factory):
     out = tmp_path_factory.mktemp("frontier") / "sweep"
-    assert main(["frontier", "--preset", "arithmetic-cpu", "--quick", "--out", str(out), "--quiet"]) == 0
+    assert main(["frontier", "--preset", "arithmetic-cpu", "--quick", "--out", str(out), "--quiet", "--jobs", "2"]) == 0
     return out
 
 

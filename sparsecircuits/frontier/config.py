@@ -188,7 +188,7 @@ def _python(gpu: bool, corpus: str) -> SweepConfig:
                             pos_emb="alibi", bigram=True, sink=True)
         train = TrainConfig(steps=2000, batch_size=32, lr=4e-2, anneal_start=0.01, anneal_end=0.5,
                             checkpoint_every=250, device="auto")
-        widths, densities = [128], [1 / 8, 1 / 16, 1 / 32]
+        widths, densities = [128], [1 / 8, 1 / 16]
     return SweepConfig(model=model, data=DataConfig(kind="corpus", path=corpus), train=train, widths=widths,
                        dense_lr=0.0 if gpu else 2e-2, densities=densities, tasks=list(PYTHON_TASKS),
                        targets=[0.15 if gpu else 0.3], pass_accuracy=0.9, activation_sets=["familiar", "shuffled"],
