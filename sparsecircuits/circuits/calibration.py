@@ -18,6 +18,8 @@ MAX_LOG_SCALE = math.log(100.0)  # the scale stays in [1/100, 100]: on prompts t
                                  # unbounded fit would drive it to infinity and any held-out miss to a huge loss
 SCALE_PRIOR = 1e-3  # a weak pull of the log-scale to 0: where the fit prompts are all right with a margin, their
                     # loss barely moves with the scale, and the prior keeps it near 1 instead of at the bound
+BIAS_PRIOR = 1e-4   # a weak pull of the biases to 0, so that the fit is unique where two biases only differ
+NEWTON_STEPS = 50   # Newton converges in 5-15 steps; this is a cap, never reached in the tests
 
 
 def task_outputs(last: torch.Tensor, enc: EncodedTask) -> torch.Tensor:
@@ -62,10 +64,6 @@ def loss_with(out: torch.Tensor, enc: EncodedTask, calib: Calibration) -> float:
     return float(calibrated_loss(out, enc, *calib.tensors(len(enc.candidates))))
 
 
-BIAS_PRIOR = 1e-4   # a weak pull of the biases to 0, so that the fit is unique where two biases only differ
-NEWTON_STEPS = 50   # Newton converges in 5-15 steps; this is a cap, never reached in the tests
-
-
 def _objective(x: torch.Tensor, out: torch.Tensor, enc: EncodedTask, second: bool = True):
     """The fitted objective at x = (log-scale, biases) in float64: the calibrated task loss plus the
     two priors; with `second`, also its gradient and Hessian, written out (the fit has 1 + K unknowns,
@@ -80,10 +78,11 @@ def _objective(x: torch.Tensor, out: torch.Tensor, enc: EncodedTask, second: boo
         if not second:
             return loss
         r, w = -torch.sigmoid(-z) / n, torch.sigmoid(z) * torch.sigmoid(-z) / n  # dloss/dz, d2loss/dz2
+        rows = torch.arange(n, device=x.device)
         jac = torch.zeros(n, len(x), dtype=x.dtype, device=x.device)            # dz/dx, one row per prompt
         jac[:, 0] = a * out
-        jac[torch.arange(n), 1 + ck] += 1
-        jac[torch.arange(n), 1 + wk] -= 1
+        jac[rows, 1 + ck] += 1
+        jac[rows, 1 + wk] -= 1
         grad, hess = jac.T @ r, jac.T @ (w[:, None] * jac)
         curve = (r * a * out).sum()                                             # d2z/ds2 = dz/ds
     else:
