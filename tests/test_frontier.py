@@ -13,11 +13,12 @@ import torch
 import sparsecircuits as sc
 from sparsecircuits.circuits import Circuit
 from sparsecircuits.cli import main
+from sparsecircuits.cli.report import format_frontier
 from sparsecircuits.frontier import Cell, SweepConfig, activation_sparsity, input_sets, run_sweep, sweep_preset
 from sparsecircuits.frontier import sweep
 from sparsecircuits.frontier.activations import Tally
 from sparsecircuits.frontier.summary import matched_ratios, trends, write_frontier_figures
-from sparsecircuits.frontier.sweep import finish
+from sparsecircuits.frontier.sweep import cell_status, finish
 from sparsecircuits.training.presets import preset
 from sparsecircuits.training.trainer import make_data
 
@@ -69,6 +70,15 @@ def test_the_frontier_figure_is_written_with_its_axes(quick_sweep):
     svg = (quick_sweep / "frontier.svg").read_text()
     for text in ("held-out pretraining loss", "circuit edges", "circuit size against target loss", "dense"):
         assert text in svg, text
+
+
+def test_the_printed_table_says_which_dense_losses_left_the_ratio_unmeasured(quick_sweep):
+    summary = json.loads((quick_sweep / "summary.json").read_text())
+    summary["sparse_dense_ratio"].update(ratio=None, dense_loss_range=[2.6444684602, 2.6444684602])
+    assert "not measured (no sparse cell's loss lies within the dense models' loss range: one dense model, at " \
+           "2.6445)" in format_frontier(summary)
+    summary["sparse_dense_ratio"]["dense_loss_range"] = [0.5, 2.25]
+    assert "loss range: 0.5000-2.2500)" in format_frontier(summary)
 
 
 def test_a_rerun_skips_finished_cells_and_redoes_a_lost_one(quick_sweep, capsys):
@@ -173,12 +183,24 @@ def _dies_as_dense(cfg, cell, out, threads):
 
 
 @pytest.mark.slow
-def test_parallel_cells_run_each_in_its_own_process_and_one_that_dies_fails_alone(tmp_path, monkeypatch):
+def test_parallel_cells_run_each_in_its_own_process_and_one_that_dies_fails_alone(tmp_path, monkeypatch, capfd):
     monkeypatch.setattr(sweep, "_cell_worker", _dies_as_dense)
-    summary = run_sweep(_tiny_sweep(), tmp_path / "s", jobs=2, progress=False)
+    summary = run_sweep(_tiny_sweep(), tmp_path / "s", jobs=2, progress=True)
+    assert "w16-d1_2: training, checkpoint at step 0/20" in capfd.readouterr().err  # its line under the bar
     assert summary["failed"]["w16-dense"] == "its process died (exit code 3)"
     assert "did not train" in summary["failed"]["w16-sparsified-d1_4"]
     assert [p["cell"] for p in summary["points"]] == ["w16-d1_2"]  # trained and pruned in its own process
+
+
+def test_a_cells_status_line_reads_its_newest_checkpoint_then_its_finished_rows(tmp_path, quick_sweep):
+    cfg = sweep_preset("arithmetic-cpu", quick=True)
+    cell = cfg.cells()[0]
+    assert cell_status(cfg, tmp_path, cell) == "training, checkpoint at step 0/600"
+    for step in (200, 400):
+        (tmp_path / "cells" / cell.name / "model" / f"checkpoint-{step:08d}").mkdir(parents=True)
+    assert cell_status(cfg, tmp_path, cell) == "training, checkpoint at step 400/600"
+    rows = [r for r in map(json.loads, (quick_sweep / "results.jsonl").read_text().splitlines()) if r["cell"] == cell.name]
+    assert rows and cell_status(cfg, quick_sweep, cell) == f"{len(rows)}/{len(rows)} rows done"
 
 
 def _point(cell, kind, width, density, loss, edges):

@@ -71,8 +71,11 @@ def format_frontier(s: dict) -> str:
         lines.append(f"sparse/dense edge ratio at matched pretraining loss: sparse circuits have {r['ratio']:.1f}x "
                      f"fewer edges ({r['matched_cells']} of {r['sparse_cells']} sparse cells within the dense loss range)")
     else:
+        lo, hi = r["dense_loss_range"] or (None, None)
+        span = ("no dense model finished" if lo is None else
+                f"one dense model, at {lo:.4f}" if lo == hi else f"{lo:.4f}-{hi:.4f}")
         lines.append(f"sparse/dense edge ratio at matched pretraining loss: not measured (no sparse cell's loss lies "
-                     f"within the dense models' range {r['dense_loss_range']})")
+                     f"within the dense models' loss range: {span})")
     for m in s["matched"]:
         if m.get("matched"):
             lines.append(f"  {m['cell']}: dense {m['dense_edges']:.1f} vs sparse {m['edges']:.1f} edges -> {m['ratio']:.1f}x")

@@ -33,6 +33,7 @@ from ..errors import UserError
 from ..model.io import WEIGHTS
 from ..tasks import get_task
 from ..tasks.evaluate import evaluate_task
+from ..training.checkpoint import checkpoints
 from ..training.config import RUN_FILE, RunConfig
 from ..training.distributed import resolve_device
 from ..training.trainer import make_data
@@ -43,6 +44,7 @@ from .summary import summarize, write_frontier_figures
 CELL_FILE = "cell.json"
 RESULTS_FILE = "results.jsonl"
 TASK_EXAMPLES = 200   # examples a task's accuracy is measured on, to decide whether it is pruned
+STATUS_SECONDS = 5   # how often the lines of cells running in parallel are refreshed
 
 
 def check_tasks(cfg: SweepConfig) -> None:
@@ -106,9 +108,10 @@ def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool =
     bar = tqdm(total=len(todo), desc="sweep", disable=not progress, position=0)
     for phase in ([c for c in todo if c.base is None], [c for c in todo if c.base is not None]):
         if jobs > 1 and len(phase) > 1:
-            _run_parallel(cfg, phase, out, jobs, bar)
+            _run_parallel(cfg, phase, out, jobs, bar, progress)
         else:
             for c in phase:
+                bar.set_postfix_str(c.name)
                 run_cell(cfg, c, out, progress=progress)
                 bar.update(1)
     bar.close()
@@ -117,23 +120,42 @@ def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool =
     return finish(cfg, out)
 
 
-def _run_parallel(cfg: SweepConfig, cells: list[Cell], out: Path, jobs: int, bar) -> None:
-    """Each cell in a process of its own, `jobs` at a time; one that dies fails only its cell."""
+def _run_parallel(cfg: SweepConfig, cells: list[Cell], out: Path, jobs: int, bar, progress: bool) -> None:
+    """Each cell in a process of its own, `jobs` at a time; one that dies fails only its cell. Under the
+    sweep's bar, a line per running cell says how far it is, read from its folder every few seconds."""
     ctx, threads = get_context("spawn"), max(1, (os.cpu_count() or 1) // jobs)
-    waiting, running = list(cells), {}
+    lines = [tqdm(bar_format="{desc}", position=i + 1, disable=not progress) for i in range(jobs)]
+    waiting, running, free = list(cells), {}, list(range(jobs))
     while waiting or running:
         while waiting and len(running) < jobs:
             cell = waiting.pop(0)
             proc = ctx.Process(target=_cell_worker, args=(to_dict(cfg), asdict(cell), str(out), threads))
             proc.start()
-            running[proc.sentinel] = (cell, proc)
-        for sentinel in wait(list(running)):
-            cell, proc = running.pop(sentinel)
+            running[proc.sentinel] = (cell, proc, free.pop(0))
+        if progress:
+            for cell, _, slot in running.values():
+                lines[slot].set_description_str(f"{cell.name}: {cell_status(cfg, out, cell)}")
+        for sentinel in wait(list(running), timeout=STATUS_SECONDS):
+            cell, proc, slot = running.pop(sentinel)
             proc.join()
             if proc.exitcode:  # run_cell records its own errors: this process died
                 how = f"killed by signal {-proc.exitcode}" if proc.exitcode < 0 else f"exit code {proc.exitcode}"
                 _record_failure(out, cell, f"its process died ({how})")
+            lines[slot].set_description_str("")
+            free.append(slot)
             bar.update(1)
+    for line in lines:
+        line.close()
+
+
+def cell_status(cfg: SweepConfig, out: Path, cell: Cell) -> str:
+    """How far a cell running in another process is: its newest training checkpoint, then its rows."""
+    home = out / "cells" / cell.name
+    if not (home / "model" / WEIGHTS).exists():  # written when its training ends
+        done = checkpoints(home / "model")
+        steps = (cfg.sparsify_steps or cfg.train.steps) if cell.base else cfg.run(cell).train.steps
+        return f"training, checkpoint at step {int(done[-1].name.rsplit('-', 1)[1]) if done else 0}/{steps}"
+    return f"{len(_record(home).get('rows', []))}/{len(_targets(cfg, cell))} rows done"
 
 
 def _finished(out: Path, name: str) -> bool:
@@ -180,9 +202,7 @@ def run_cell(cfg: SweepConfig, cell: Cell, out: Path, progress: bool = True) -> 
         record["accuracy"] = report.get("accuracy")
         record["nonzero"] = report["nonzero_weights"]
         record["activations"] = _activations(cfg, model, model_dir)
-        targets = [(task, t) for task in cfg.tasks for t in cfg.targets]
-        if cell.name in cfg.curve():
-            targets += [(cfg.curve_on(), t) for t in cfg.curve_targets if t not in cfg.targets]
+        targets = _targets(cfg, cell)
         accuracy = {task: evaluate_task(model, get_task(task), model.tokenizer, n=TASK_EXAMPLES)["accuracy"]
                     for task in cfg.tasks}
         saved = _saved_rows(pending, record)
@@ -203,6 +223,14 @@ def run_cell(cfg: SweepConfig, cell: Cell, out: Path, progress: bool = True) -> 
     if _rank() == 0:
         atomic_write_json(home / CELL_FILE, {**record, "rows": record["rows"] + pending})
     return record
+
+
+def _targets(cfg: SweepConfig, cell: Cell) -> list[tuple[str, float]]:
+    """The (task, target) rows a cell prunes, in order: every task at every target, then its curve."""
+    targets = [(task, t) for task in cfg.tasks for t in cfg.targets]
+    if cell.name in cfg.curve():
+        targets += [(cfg.curve_on(), t) for t in cfg.curve_targets if t not in cfg.targets]
+    return targets
 
 
 def _train(cfg: SweepConfig, cell: Cell, out: Path, model_dir: Path, progress: bool) -> Path | None:
