@@ -133,6 +133,10 @@ class SweepConfig:
         m = self.model
         return replace(m, d_model=width, n_head=max(1, m.n_head * width // m.d_model), d_mlp=m.d_mlp * width // m.d_model)
 
+    def steps(self, cell: Cell) -> int:
+        """The training steps of a cell: its run's, or for a sparsified cell its finetuning's."""
+        return (self.sparsify_steps or self.train.steps) if cell.base else self.run(cell).train.steps
+
     def run(self, cell: Cell) -> RunConfig:
         """The run that trains a sparse or dense cell from scratch."""
         dense = cell.kind == "dense"

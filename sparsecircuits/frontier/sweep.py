@@ -33,7 +33,7 @@ from ..errors import UserError
 from ..model.io import WEIGHTS
 from ..tasks import get_task
 from ..tasks.evaluate import evaluate_task
-from ..training.checkpoint import checkpoints
+from ..training.checkpoint import newest_step
 from ..training.config import RUN_FILE, RunConfig
 from ..training.distributed import resolve_device
 from ..training.trainer import make_data
@@ -152,9 +152,7 @@ def cell_status(cfg: SweepConfig, out: Path, cell: Cell) -> str:
     """How far a cell running in another process is: its newest training checkpoint, then its rows."""
     home = out / "cells" / cell.name
     if not (home / "model" / WEIGHTS).exists():  # written when its training ends
-        done = checkpoints(home / "model")
-        steps = (cfg.sparsify_steps or cfg.train.steps) if cell.base else cfg.run(cell).train.steps
-        return f"training, checkpoint at step {int(done[-1].name.rsplit('-', 1)[1]) if done else 0}/{steps}"
+        return f"training, checkpoint at step {newest_step(home / 'model')}/{cfg.steps(cell)}"
     return f"{len(_record(home).get('rows', []))}/{len(_targets(cfg, cell))} rows done"
 
 
@@ -241,7 +239,7 @@ def _train(cfg: SweepConfig, cell: Cell, out: Path, model_dir: Path, progress: b
         if not (base / WEIGHTS).exists():  # written when its training ends
             raise UserError(f"its base cell {cell.base} did not train")
         api.sparsify(base, cell.density, model_dir, resume=True, progress=progress,
-                     steps=cfg.sparsify_steps or cfg.train.steps, checkpoint_every=cfg.train.checkpoint_every)
+                     steps=cfg.steps(cell), checkpoint_every=cfg.train.checkpoint_every)
     return model_dir if _rank() == 0 else None
 
 

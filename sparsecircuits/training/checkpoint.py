@@ -32,6 +32,12 @@ def checkpoints(out: Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
+def newest_step(out: Path) -> int:
+    """The step of the newest complete checkpoint in `out` (0 when there is none)."""
+    found = checkpoints(out)
+    return int(_NAME.match(found[-1].name).group(1)) if found else 0
+
+
 def save_checkpoint(out: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, state: dict) -> Path:
     names = {id(p): n for n, p in model.named_parameters()}
     optim = {}
