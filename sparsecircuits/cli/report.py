@@ -70,6 +70,12 @@ def format_frontier(s: dict) -> str:
     if r["ratio"] is not None:
         lines.append(f"sparse/dense edge ratio at matched pretraining loss: sparse circuits have {r['ratio']:.1f}x "
                      f"fewer edges ({r['matched_cells']} of {r['sparse_cells']} sparse cells within the dense loss range)")
+        lines.append("  by nonzero weights: " + "; ".join(
+            f"{b['nonzero']:,}: {b['ratio']:.1f}x ({b['cells']} cell{'s' * (b['cells'] > 1)})" for b in r["by_nonzero"]))
+        f = r["frontier"]
+        lines.append("  on the sparse Pareto frontier (cells no other sparse cell matches on loss and edges and beats on "
+                     "one): " + (f"{f['ratio']:.1f}x ({', '.join(f['cells'])})" if f["ratio"] else
+                                 "no matched cell is on it"))
     else:
         lo, hi = r["dense_loss_range"] or (None, None)
         span = ("no dense model finished" if lo is None else

@@ -11,6 +11,11 @@ sizes are interpolated in log edges against log loss between the two dense cells
 a sparse cell's; a sparse cell outside the dense range is not matched, and the summary says so.
 Losses under LOSS_FLOOR count as equal (a model that gets every answer right with confidence), and dense
 cells of equal loss are one point, the geometric mean of their sizes.
+
+The ratio over every matched sparse cell is the headline; it is also given per nonzero-weight budget
+(where it comes from) and over the sparse cells on the Pareto frontier alone, those that no other sparse
+cell beats on both loss and edges (the paper compares frontiers: a cell with the same loss as another
+and larger circuits is not on it).
 """
 from __future__ import annotations
 
@@ -62,7 +67,8 @@ def matched_ratios(points: list[dict]) -> tuple[list[dict], dict]:
     for p in points:
         if p["kind"] != "sparse" or not p["edges"]:
             continue
-        x, entry = _log_loss(p), {"cell": p["cell"], "pretrain_loss": p["pretrain_loss"], "edges": p["edges"]}
+        x, entry = _log_loss(p), {"cell": p["cell"], "nonzero": p["nonzero"], "pretrain_loss": p["pretrain_loss"],
+                                  "edges": p["edges"]}
         pair = next(((a, b) for a, b in zip(dense, dense[1:]) if _log_loss(a) <= x <= _log_loss(b)), None)
         if pair is None:  # on a dense point itself (e.g. every model at the floor)
             pair = next(((d, d) for d in dense if _log_loss(d) == x), None)
@@ -71,8 +77,8 @@ def matched_ratios(points: list[dict]) -> tuple[list[dict], dict]:
             span = _log_loss(b) - _log_loss(a)
             w = (x - _log_loss(a)) / span if span > 0 else 0.0
             edges = math.exp((1 - w) * math.log(a["edges"]) + w * math.log(b["edges"]))
-            ratios.append(edges / p["edges"])
-            entry.update(matched=True, dense_edges=round(edges, 2), ratio=_sig(ratios[-1]),
+            ratios.append((p, edges / p["edges"]))
+            entry.update(matched=True, dense_edges=round(edges, 2), ratio=_sig(ratios[-1][1]),
                          between=[a["cell"]] if w == 0 else [b["cell"]] if w == 1 else [a["cell"], b["cell"]])
         elif dense:
             near = min(dense, key=lambda d: abs(_log_loss(d) - x))
@@ -82,10 +88,28 @@ def matched_ratios(points: list[dict]) -> tuple[list[dict], dict]:
             entry.update(matched=False)
         out.append(entry)
     losses = [_floored(d) for d in dense]
-    summary = {"ratio": _sig(math.exp(sum(map(math.log, ratios)) / len(ratios))) if ratios else None,
-               "matched_cells": len(ratios), "sparse_cells": len(out),
-               "dense_loss_range": [min(losses), max(losses)] if losses else None}
+    budgets: dict[int, list[float]] = {}
+    for p, r in ratios:
+        budgets.setdefault(p["nonzero"], []).append(r)
+    sized = [p for p in points if p["kind"] == "sparse" and p["edges"]]
+    front = [(p, r) for p, r in ratios if not any(_beats(q, p) for q in sized)]
+    summary = {"ratio": _ratio([r for _, r in ratios]), "matched_cells": len(ratios), "sparse_cells": len(out),
+               "dense_loss_range": [min(losses), max(losses)] if losses else None,
+               "by_nonzero": [{"nonzero": n, "cells": len(rs), "ratio": _ratio(rs)}
+                              for n, rs in sorted(budgets.items(), reverse=True)],
+               "frontier": {"ratio": _ratio([r for _, r in front]), "cells": [p["cell"] for p, _ in front]}}
     return out, summary
+
+
+def _ratio(ratios: list[float]) -> float | None:
+    """The geometric mean of some ratios, in four significant figures (None for none)."""
+    return _sig(math.exp(sum(map(math.log, ratios)) / len(ratios))) if ratios else None
+
+
+def _beats(q: dict, p: dict) -> bool:
+    """Whether cell q is at least as good as p on loss and on edges, and better on one."""
+    lq, lp = _floored(q), _floored(p)
+    return lq <= lp and q["edges"] <= p["edges"] and (lq < lp or q["edges"] < p["edges"])
 
 
 def _monotone(seq: list[float], rising: bool) -> bool | None:
