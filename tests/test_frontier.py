@@ -223,17 +223,16 @@ def test_the_ratio_is_also_given_per_weight_budget_and_over_the_pareto_frontier(
     points = [_point("d", "dense", 8, 1.0, 0.0, 1000.0),
               _point("big", "sparse", 8, 1 / 4, 0.0, 250.0), _point("wide", "sparse", 16, 1 / 16, 0.0, 200.0),
               _point("small", "sparse", 8, 1 / 16, 0.0, 50.0), _point("also", "sparse", 16, 1 / 64, 0.0, 50.0)]
-    _, summary = matched_ratios(points)
+    per, summary = matched_ratios(points)
     assert summary["ratio"] == pytest.approx((4 * 5 * 20 * 20) ** 0.25, rel=1e-3)
     assert summary["by_nonzero"] == [{"nonzero": 16, "cells": 2, "ratio": pytest.approx(math.sqrt(4 * 5), rel=1e-3)},
                                      {"nonzero": 4, "cells": 2, "ratio": 20.0}]
     assert summary["frontier"] == {"ratio": 20.0, "cells": ["small", "also"]}  # equal cells both stay on it
     with_best = points + [_point("best", "sparse", 8, 1 / 32, 0.0, 10.0)]
     assert matched_ratios(with_best)[1]["frontier"] == {"ratio": 100.0, "cells": ["best"]}
-    per, ratio = matched_ratios(points)
     printed = format_frontier({"finished": 5, "cells": 5, "target": 0.15, "tasks_compared": ["t"], "tasks_constant": [],
                                "points": [{**p, "reached": 1, "tasks": 1} for p in points], "failed": {},
-                               "unfinished": {}, "sparse_dense_ratio": ratio, "matched": per,
+                               "unfinished": {}, "sparse_dense_ratio": summary, "matched": per,
                                "activations_dense": {}, "trends": trends(points)})
     assert "by nonzero weights: 16: 4.5x (2 cells); 4: 20.0x (2 cells)" in printed
     assert "Pareto frontier" in printed and "20.0x (small, also)" in printed
