@@ -175,21 +175,39 @@ def test_a_pruning_that_fails_fails_its_cell_and_a_rerun_prunes_only_that_row(tm
     assert calls == ["add2_digit2"] * 3  # only the failed rows, once per cell
 
 
-def _dies_as_dense(cfg, cell, out, threads):
+def _dies_as_dense(cfg, cell, out, threads, bars):
     """A cell worker whose process dies (as if killed for memory) on the dense cell."""
     if cell["kind"] == "dense":
         os._exit(3)
-    sweep._cell_worker(cfg, cell, out, threads)  # in the spawned process, the real worker
+    sweep._cell_worker(cfg, cell, out, threads, bars)  # in the spawned process, the real worker
 
 
 @pytest.mark.slow
 def test_parallel_cells_run_each_in_its_own_process_and_one_that_dies_fails_alone(tmp_path, monkeypatch, capfd):
     monkeypatch.setattr(sweep, "_cell_worker", _dies_as_dense)
     summary = run_sweep(_tiny_sweep(), tmp_path / "s", jobs=2, progress=True)
-    assert "w16-d1_2: training, checkpoint at step 0/20" in capfd.readouterr().err  # its line under the bar
+    err = capfd.readouterr().err
+    assert "w16-d1_2: training, checkpoint at step 0/20" in err  # its line under the bar, from its folder
+    assert re.search(r"w16-d1_2: train -> model: +\d+%", err)  # then its own bars, sent by its process
     assert summary["failed"]["w16-dense"] == "its process died (exit code 3)"
     assert "did not train" in summary["failed"]["w16-sparsified-d1_4"]
     assert [p["cell"] for p in summary["points"]] == ["w16-d1_2"]  # trained and pruned in its own process
+
+
+class _Sent(list):
+    send = list.append
+
+
+def test_a_cells_process_sends_its_bars_redraws_and_lets_other_text_through(monkeypatch):
+    clock = iter([100.0, 100.5, 101.2])
+    monkeypatch.setattr(sweep.time, "monotonic", lambda: next(clock))
+    sent, other = _Sent(), []
+    stderr = sweep.BarForwarder(sent, type("Stream", (), {"write": other.append, "flush": lambda self: None})())
+    for s in ["\rtrain:  10%|#  | 1/10 ", "\n\n", "\x1b[A\x1b[A", "\rtrain:  20%|## | 2/10 ",
+              "UserWarning: odd\n", "printed", "\n", "\rprune add2:  50%", "\n"]:
+        assert stderr.write(s) == len(s)
+    assert sent == ["train:  10%|#  | 1/10", "prune add2:  50%"]  # the second redraw came within a second
+    assert other == ["UserWarning: odd\n", "printed", "\n"]  # a bar's own newlines are dropped
 
 
 def test_a_cells_status_line_reads_its_newest_checkpoint_then_its_finished_rows(tmp_path, quick_sweep):

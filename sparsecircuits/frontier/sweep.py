@@ -7,13 +7,15 @@ skipped, a cell's training resumes from its checkpoint, its finished rows are re
 pruned again, and a cell that failed is tried again. A cell whose training, evaluation or one of whose
 prunings fails is recorded as failed with its error (keeping the rows it finished), and the sweep goes
 on. `jobs` > 1 runs independent cells in parallel processes, one process per cell, so that a process
-that dies (killed for memory, say) fails only its own cell.
+that dies (killed for memory, say) fails only its own cell; each process's progress bars are shown on
+a line of their own under the sweep's.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import asdict
 from multiprocessing import get_context
@@ -44,7 +46,7 @@ from .summary import summarize, write_frontier_figures
 CELL_FILE = "cell.json"
 RESULTS_FILE = "results.jsonl"
 TASK_EXAMPLES = 200   # examples a task's accuracy is measured on, to decide whether it is pruned
-STATUS_SECONDS = 5   # how often the lines of cells running in parallel are refreshed
+FORWARD_SECONDS = 1   # a cell running in parallel sends its progress bar at most this often
 
 
 def check_tasks(cfg: SweepConfig) -> None:
@@ -122,30 +124,67 @@ def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool =
 
 def _run_parallel(cfg: SweepConfig, cells: list[Cell], out: Path, jobs: int, bar, progress: bool) -> None:
     """Each cell in a process of its own, `jobs` at a time; one that dies fails only its cell. Under the
-    sweep's bar, a line per running cell says how far it is, read from its folder every few seconds."""
+    sweep's bar, a line per running cell: where its folder says it is, then its own progress bars."""
     ctx, threads = get_context("spawn"), max(1, (os.cpu_count() or 1) // jobs)
-    lines = [tqdm(bar_format="{desc}", position=i + 1, disable=not progress) for i in range(jobs)]
-    waiting, running, free = list(cells), {}, list(range(jobs))
+    lines = [tqdm(bar_format="{desc}", position=i + 1, disable=not progress, dynamic_ncols=True)
+             for i in range(jobs)]
+    waiting, running, bars, free = list(cells), {}, {}, list(range(jobs))
     while waiting or running:
         while waiting and len(running) < jobs:
-            cell = waiting.pop(0)
-            proc = ctx.Process(target=_cell_worker, args=(to_dict(cfg), asdict(cell), str(out), threads))
+            cell, slot = waiting.pop(0), free.pop(0)
+            reader, writer = ctx.Pipe(duplex=False)
+            proc = ctx.Process(target=_cell_worker, args=(to_dict(cfg), asdict(cell), str(out), threads,
+                                                          writer if progress else None))
             proc.start()
-            running[proc.sentinel] = (cell, proc, free.pop(0))
-        if progress:
-            for cell, _, slot in running.values():
-                lines[slot].set_description_str(f"{cell.name}: {cell_status(cfg, out, cell)}")
-        for sentinel in wait(list(running), timeout=STATUS_SECONDS):
-            cell, proc, slot = running.pop(sentinel)
-            proc.join()
-            if proc.exitcode:  # run_cell records its own errors: this process died
-                how = f"killed by signal {-proc.exitcode}" if proc.exitcode < 0 else f"exit code {proc.exitcode}"
-                _record_failure(out, cell, f"its process died ({how})")
-            lines[slot].set_description_str("")
-            free.append(slot)
-            bar.update(1)
+            writer.close()
+            running[proc.sentinel], bars[reader] = (cell, proc, slot, reader), (cell, slot)
+            lines[slot].set_description_str(f"{cell.name}: {cell_status(cfg, out, cell)}")
+        for ready in wait([*running, *bars]):
+            if ready in bars:
+                cell, slot = bars[ready]
+                try:
+                    lines[slot].set_description_str(f"{cell.name}: {ready.recv()}")
+                except EOFError:  # the process has closed its end: it is ending
+                    del bars[ready]
+            elif ready in running:
+                cell, proc, slot, reader = running.pop(ready)
+                proc.join()
+                if proc.exitcode:  # run_cell records its own errors: this process died
+                    how = f"killed by signal {-proc.exitcode}" if proc.exitcode < 0 else f"exit code {proc.exitcode}"
+                    _record_failure(out, cell, f"its process died ({how})")
+                bars.pop(reader, None)
+                reader.close()
+                lines[slot].set_description_str("")
+                free.append(slot)
+                bar.update(1)
     for line in lines:
         line.close()
+
+
+class BarForwarder:
+    """Stands in for stderr in a cell's process: the lines its progress bars draw (tqdm starts each
+    redraw with a carriage return) go to the sweep's process, at most one every FORWARD_SECONDS;
+    the cursor moves of nested bars are dropped, and anything else goes on to `stream` (a newline
+    too, when it ends a line of text: `print` writes it apart)."""
+
+    encoding = "utf-8"
+
+    def __init__(self, conn, stream):
+        self.conn, self.stream, self.sent, self.midline = conn, stream, 0.0, False
+
+    def write(self, s: str) -> int:
+        if s.startswith("\r"):
+            now = time.monotonic()
+            if s.strip() and now - self.sent >= FORWARD_SECONDS:
+                self.conn.send(s.strip())
+                self.sent = now
+        elif not s.startswith("\x1b[") and (s.strip("\n") or self.midline):
+            self.stream.write(s)
+            self.midline = not s.endswith("\n")
+        return len(s)
+
+    def flush(self) -> None:
+        self.stream.flush()
 
 
 def cell_status(cfg: SweepConfig, out: Path, cell: Cell) -> str:
@@ -176,9 +215,12 @@ def _record_failure(out: Path, cell: Cell, error: str) -> None:
                                                                   "error": error, "rows": rows})
 
 
-def _cell_worker(cfg: dict, cell: dict, out: str, threads: int) -> None:
+def _cell_worker(cfg: dict, cell: dict, out: str, threads: int, bars=None) -> None:
+    """A cell in a process of its own; its progress bars go to the `bars` connection, if one is given."""
     torch.set_num_threads(threads)
-    run_cell(from_dict(SweepConfig, cfg), Cell(**cell), Path(out), progress=False)
+    if bars is not None:
+        sys.stderr = BarForwarder(bars, sys.stderr)
+    run_cell(from_dict(SweepConfig, cfg), Cell(**cell), Path(out), progress=bars is not None)
 
 
 def run_cell(cfg: SweepConfig, cell: Cell, out: Path, progress: bool = True) -> dict | None:
