@@ -175,20 +175,22 @@ def test_a_pruning_that_fails_fails_its_cell_and_a_rerun_prunes_only_that_row(tm
     assert calls == ["add2_digit2"] * 3  # only the failed rows, once per cell
 
 
-def _dies_as_dense(cfg, cell, out, threads, bars):
+def _dies_as_dense(cfg, cell, out, threads, conn):
     """A cell worker whose process dies (as if killed for memory) on the dense cell."""
     if cell["kind"] == "dense":
         os._exit(3)
-    sweep._cell_worker(cfg, cell, out, threads, bars)  # in the spawned process, the real worker
+    print("about to train", cell["name"])
+    sweep._cell_worker(cfg, cell, out, threads, conn)  # in the spawned process, the real worker
 
 
 @pytest.mark.slow
 def test_parallel_cells_run_each_in_its_own_process_and_one_that_dies_fails_alone(tmp_path, monkeypatch, capfd):
     monkeypatch.setattr(sweep, "_cell_worker", _dies_as_dense)
     summary = run_sweep(_tiny_sweep(), tmp_path / "s", jobs=2, progress=True)
-    err = capfd.readouterr().err
-    assert "w16-d1_2: training, checkpoint at step 0/20" in err  # its line under the bar, from its folder
-    assert re.search(r"w16-d1_2: train -> model: +\d+%", err)  # then its own bars, sent by its process
+    printed = capfd.readouterr()
+    assert "w16-d1_2: training, checkpoint at step 0/20" in printed.err  # its line under the bar, from its folder
+    assert re.search(r"w16-d1_2: train -> model: +100%", printed.err)  # then its own bars, sent by its process
+    assert "about to train w16-d1_2" in printed.out
     assert summary["failed"]["w16-dense"] == "its process died (exit code 3)"
     assert "did not train" in summary["failed"]["w16-sparsified-d1_4"]
     assert [p["cell"] for p in summary["points"]] == ["w16-d1_2"]  # trained and pruned in its own process
@@ -198,16 +200,21 @@ class _Sent(list):
     send = list.append
 
 
-def test_a_cells_process_sends_its_bars_redraws_and_lets_other_text_through(monkeypatch):
-    clock = iter([100.0, 100.5, 101.2])
+def test_a_cells_process_sends_its_bars_at_most_once_a_second_and_the_last_one_and_whole_lines_of_text(monkeypatch):
+    clock = iter([100.0, 100.5, 100.8, 102.0, 102.3, 102.4])
     monkeypatch.setattr(sweep.time, "monotonic", lambda: next(clock))
-    sent, other = _Sent(), []
-    stderr = sweep.BarForwarder(sent, type("Stream", (), {"write": other.append, "flush": lambda self: None})())
+    sent = _Sent()
+    stderr = sweep.ProcessOutput(sent, "stderr")
     for s in ["\rtrain:  10%|#  | 1/10 ", "\n\n", "\x1b[A\x1b[A", "\rtrain:  20%|## | 2/10 ",
-              "UserWarning: odd\n", "printed", "\n", "\rprune add2:  50%", "\n"]:
+              "\rtrain: 100%|###| 10/10", "\n",                         # a bar left on screen: its last redraw
+              "UserWarning: odd\n", "\x1b[31mred", " text", "\n",       # text, whole lines, escapes kept
+              "\rprune add2:  50%", "\rprune add2:  60%", "\r     ",  # a bar cleared when it ends
+              "Loading"]:
         assert stderr.write(s) == len(s)
-    assert sent == ["train:  10%|#  | 1/10", "prune add2:  50%"]  # the second redraw came within a second
-    assert other == ["UserWarning: odd\n", "printed", "\n"]  # a bar's own newlines are dropped
+    stderr.flush()
+    assert sent == [("bar", "train:  10%|#  | 1/10"), ("bar", "train: 100%|###| 10/10"),
+                    ("stderr", "UserWarning: odd"), ("stderr", "\x1b[31mred text"),
+                    ("bar", "prune add2:  50%"), ("bar", "prune add2:  60%"), ("stderr", "Loading")]
 
 
 def test_a_cells_status_line_reads_its_newest_checkpoint_then_its_finished_rows(tmp_path, quick_sweep):

@@ -8,7 +8,7 @@ pruned again, and a cell that failed is tried again. A cell whose training, eval
 prunings fails is recorded as failed with its error (keeping the rows it finished), and the sweep goes
 on. `jobs` > 1 runs independent cells in parallel processes, one process per cell, so that a process
 that dies (killed for memory, say) fails only its own cell; each process's progress bars are shown on
-a line of their own under the sweep's.
+a line of their own under the sweep's, and what it prints above them.
 """
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ from .summary import summarize, write_frontier_figures
 CELL_FILE = "cell.json"
 RESULTS_FILE = "results.jsonl"
 TASK_EXAMPLES = 200   # examples a task's accuracy is measured on, to decide whether it is pruned
-FORWARD_SECONDS = 1   # a cell running in parallel sends its progress bar at most this often
+FORWARD_SECONDS = 1   # a cell running in parallel sends its progress bars' redraws at most this often
 
 
 def check_tasks(cfg: SweepConfig) -> None:
@@ -124,67 +124,101 @@ def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool =
 
 def _run_parallel(cfg: SweepConfig, cells: list[Cell], out: Path, jobs: int, bar, progress: bool) -> None:
     """Each cell in a process of its own, `jobs` at a time; one that dies fails only its cell. Under the
-    sweep's bar, a line per running cell: where its folder says it is, then its own progress bars."""
+    sweep's bar, a line per running cell: where its folder says it is, then its own progress bars; what
+    it prints is printed above the bars."""
     ctx, threads = get_context("spawn"), max(1, (os.cpu_count() or 1) // jobs)
     lines = [tqdm(bar_format="{desc}", position=i + 1, disable=not progress, dynamic_ncols=True)
              for i in range(jobs)]
-    waiting, running, bars, free = list(cells), {}, {}, list(range(jobs))
-    while waiting or running:
-        while waiting and len(running) < jobs:
-            cell, slot = waiting.pop(0), free.pop(0)
-            reader, writer = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_cell_worker, args=(to_dict(cfg), asdict(cell), str(out), threads,
-                                                          writer if progress else None))
-            proc.start()
-            writer.close()
-            running[proc.sentinel], bars[reader] = (cell, proc, slot, reader), (cell, slot)
-            lines[slot].set_description_str(f"{cell.name}: {cell_status(cfg, out, cell)}")
-        for ready in wait([*running, *bars]):
-            if ready in bars:
-                cell, slot = bars[ready]
-                try:
-                    lines[slot].set_description_str(f"{cell.name}: {ready.recv()}")
-                except EOFError:  # the process has closed its end: it is ending
-                    del bars[ready]
-            elif ready in running:
-                cell, proc, slot, reader = running.pop(ready)
-                proc.join()
-                if proc.exitcode:  # run_cell records its own errors: this process died
-                    how = f"killed by signal {-proc.exitcode}" if proc.exitcode < 0 else f"exit code {proc.exitcode}"
-                    _record_failure(out, cell, f"its process died ({how})")
-                bars.pop(reader, None)
-                reader.close()
-                lines[slot].set_description_str("")
-                free.append(slot)
-                bar.update(1)
-    for line in lines:
-        line.close()
+    waiting, running, readers, free = list(cells), {}, {}, list(range(jobs))
+    try:
+        while waiting or running:
+            while waiting and len(running) < jobs:
+                cell, slot = waiting.pop(0), free.pop(0)
+                reader, writer = ctx.Pipe(duplex=False) if progress else (None, None)
+                proc = ctx.Process(target=_cell_worker, args=(to_dict(cfg), asdict(cell), str(out), threads, writer))
+                proc.start()
+                running[proc.sentinel] = (cell, proc, slot, reader)
+                if progress:
+                    writer.close()
+                    readers[reader] = proc.sentinel
+                    lines[slot].set_description_str(f"{cell.name}: {cell_status(cfg, out, cell)}")
+            for ready in wait([*running, *readers]):
+                if ready in readers:
+                    cell, _, slot, _ = running[readers[ready]]
+                    try:
+                        kind, text = ready.recv()
+                    except EOFError:  # the process has closed its end: it is ending
+                        del readers[ready]
+                        continue
+                    if kind == "bar":
+                        lines[slot].set_description_str(f"{cell.name}: {text}")
+                    else:
+                        tqdm.write(text, file=getattr(sys, kind))
+                elif ready in running:  # not a reader closed earlier in this round
+                    cell, proc, slot, reader = running.pop(ready)
+                    proc.join()
+                    if proc.exitcode:  # run_cell records its own errors: this process died
+                        how = f"killed by signal {-proc.exitcode}" if proc.exitcode < 0 else f"exit code {proc.exitcode}"
+                        _record_failure(out, cell, f"its process died ({how})")
+                    if reader is not None:
+                        readers.pop(reader, None)
+                        reader.close()
+                    lines[slot].set_description_str("")
+                    free.append(slot)
+                    bar.update(1)
+    finally:
+        for reader in readers:
+            reader.close()
+        for line in lines:
+            line.close()
 
 
-class BarForwarder:
-    """Stands in for stderr in a cell's process: the lines its progress bars draw (tqdm starts each
-    redraw with a carriage return) go to the sweep's process, at most one every FORWARD_SECONDS;
-    the cursor moves of nested bars are dropped, and anything else goes on to `stream` (a newline
-    too, when it ends a line of text: `print` writes it apart)."""
+class ProcessOutput:
+    """Stands in for stdout or stderr (`kind`) in a cell's process and sends what it writes to the
+    sweep's process: a progress bar's redraws (tqdm starts each with a carriage return) at most one every
+    FORWARD_SECONDS, and the last one when the bar ends, for the cell's line under the sweep's bar;
+    other text a whole line at a time, to be printed above the bars. tqdm's cursor moves are dropped."""
 
-    encoding = "utf-8"
+    encoding = "utf-8"   # tqdm draws with Unicode blocks only where the stream says it can
 
-    def __init__(self, conn, stream):
-        self.conn, self.stream, self.sent, self.midline = conn, stream, 0.0, False
+    def __init__(self, conn, kind: str):
+        self.conn, self.kind = conn, kind
+        self.sent, self.pending, self.text, self.after_bar = 0.0, None, "", False
 
     def write(self, s: str) -> int:
+        if not s:
+            return 0
         if s.startswith("\r"):
-            now = time.monotonic()
-            if s.strip() and now - self.sent >= FORWARD_SECONDS:
-                self.conn.send(s.strip())
+            now, self.pending = time.monotonic(), s.strip() or self.pending
+            if now - self.sent >= FORWARD_SECONDS:
                 self.sent = now
-        elif not s.startswith("\x1b[") and (s.strip("\n") or self.midline):
-            self.stream.write(s)
-            self.midline = not s.endswith("\n")
+                self._send_bar()
+            elif not s.strip():  # a bar cleared as it ends
+                self._send_bar()
+            self.after_bar = True
+        elif self.after_bar and not s.replace("\x1b[A", "").strip("\n"):  # a bar moving or ending
+            if s == "\n":
+                self._send_bar()
+        else:
+            self.after_bar = False
+            *whole, self.text = (self.text + s).split("\n")
+            for line in whole:
+                self.conn.send((self.kind, line))
         return len(s)
 
+    def _send_bar(self) -> None:
+        if self.pending:
+            self.conn.send(("bar", self.pending))
+            self.pending = None
+
     def flush(self) -> None:
-        self.stream.flush()
+        """Sends a line begun but not ended (what `print(..., end="", flush=True)` leaves)."""
+        if self.text:
+            self.conn.send((self.kind, self.text))
+            self.text = ""
+
+    def isatty(self) -> bool:
+        return False
 
 
 def cell_status(cfg: SweepConfig, out: Path, cell: Cell) -> str:
@@ -215,12 +249,12 @@ def _record_failure(out: Path, cell: Cell, error: str) -> None:
                                                                   "error": error, "rows": rows})
 
 
-def _cell_worker(cfg: dict, cell: dict, out: str, threads: int, bars=None) -> None:
-    """A cell in a process of its own; its progress bars go to the `bars` connection, if one is given."""
+def _cell_worker(cfg: dict, cell: dict, out: str, threads: int, conn=None) -> None:
+    """A cell in a process of its own; with a connection, its output and progress bars go there."""
     torch.set_num_threads(threads)
-    if bars is not None:
-        sys.stderr = BarForwarder(bars, sys.stderr)
-    run_cell(from_dict(SweepConfig, cfg), Cell(**cell), Path(out), progress=bars is not None)
+    if conn is not None:
+        sys.stdout, sys.stderr = ProcessOutput(conn, "stdout"), ProcessOutput(conn, "stderr")
+    run_cell(from_dict(SweepConfig, cfg), Cell(**cell), Path(out), progress=conn is not None)
 
 
 def run_cell(cfg: SweepConfig, cell: Cell, out: Path, progress: bool = True) -> dict | None:
