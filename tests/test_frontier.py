@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import sys
 from dataclasses import replace
 
 import matplotlib.image
@@ -176,11 +177,21 @@ def test_a_pruning_that_fails_fails_its_cell_and_a_rerun_prunes_only_that_row(tm
 
 
 def _dies_as_dense(cfg, cell, out, threads, conn):
-    """A cell worker whose process dies (as if killed for memory) on the dense cell."""
-    if cell["kind"] == "dense":
-        os._exit(3)
-    print("about to train", cell["name"])
-    sweep._cell_worker(cfg, cell, out, threads, conn)  # in the spawned process, the real worker
+    """A cell worker whose process dies (as if killed for memory) on the dense cell, and which
+    otherwise prints a line as it starts and as it ends (through the worker's output)."""
+    run_cell = sweep.run_cell
+
+    def announced(*args, **kwargs):
+        print("about to train", cell["name"])
+        if cell["kind"] == "dense":
+            print("dying", file=sys.stderr, flush=True)
+            os._exit(3)
+        record = run_cell(*args, **kwargs)
+        print("done", end="", flush=True)
+        return record
+
+    sweep.run_cell = announced  # in the spawned process only
+    sweep._cell_worker(cfg, cell, out, threads, conn)  # the real worker
 
 
 @pytest.mark.slow
@@ -190,7 +201,9 @@ def test_parallel_cells_run_each_in_its_own_process_and_one_that_dies_fails_alon
     printed = capfd.readouterr()
     assert "w16-d1_2: training, checkpoint at step 0/20" in printed.err  # its line under the bar, from its folder
     assert re.search(r"w16-d1_2: train -> model: +100%", printed.err)  # then its own bars, sent by its process
-    assert "about to train w16-d1_2" in printed.out
+    assert "about to train w16-d1_2\n" in printed.out
+    assert "done\n" in printed.out  # printed with no newline: sent by the process, written whole by the sweep
+    assert printed.err.count("dying") == 1  # sent just before it died: read before its pipe was closed
     assert summary["failed"]["w16-dense"] == "its process died (exit code 3)"
     assert "did not train" in summary["failed"]["w16-sparsified-d1_4"]
     assert [p["cell"] for p in summary["points"]] == ["w16-d1_2"]  # trained and pruned in its own process

@@ -145,24 +145,19 @@ def _run_parallel(cfg: SweepConfig, cells: list[Cell], out: Path, jobs: int, bar
             for ready in wait([*running, *readers]):
                 if ready in readers:
                     cell, _, slot, _ = running[readers[ready]]
-                    try:
-                        kind, text = ready.recv()
-                    except EOFError:  # the process has closed its end: it is ending
+                    if not _show(ready, f"{cell.name}: ", lines[slot]):
                         del readers[ready]
-                        continue
-                    if kind == "bar":
-                        lines[slot].set_description_str(f"{cell.name}: {text}")
-                    else:
-                        tqdm.write(text, file=getattr(sys, kind))
                 elif ready in running:  # not a reader closed earlier in this round
                     cell, proc, slot, reader = running.pop(ready)
                     proc.join()
+                    if reader is not None:  # what it sent before it ended, then its end
+                        while reader in readers and reader.poll() and _show(reader, f"{cell.name}: ", lines[slot]):
+                            pass
+                        readers.pop(reader, None)
+                        reader.close()
                     if proc.exitcode:  # run_cell records its own errors: this process died
                         how = f"killed by signal {-proc.exitcode}" if proc.exitcode < 0 else f"exit code {proc.exitcode}"
                         _record_failure(out, cell, f"its process died ({how})")
-                    if reader is not None:
-                        readers.pop(reader, None)
-                        reader.close()
                     lines[slot].set_description_str("")
                     free.append(slot)
                     bar.update(1)
@@ -171,6 +166,20 @@ def _run_parallel(cfg: SweepConfig, cells: list[Cell], out: Path, jobs: int, bar
             reader.close()
         for line in lines:
             line.close()
+
+
+def _show(reader, prefix: str, line) -> bool:
+    """Shows the next thing a cell's process sent: a bar on its `line`, text above the bars. False
+    when the process has closed its end."""
+    try:
+        kind, text = reader.recv()
+    except EOFError:
+        return False
+    if kind == "bar":
+        line.set_description_str(prefix + text)
+    else:
+        tqdm.write(text, file=getattr(sys, kind))
+    return True
 
 
 class ProcessOutput:
@@ -197,7 +206,7 @@ class ProcessOutput:
                 self._send_bar()
             self.after_bar = True
         elif self.after_bar and not s.replace("\x1b[A", "").strip("\n"):  # a bar moving or ending
-            if s == "\n":
+            if s == "\n":  # (or a nested bar moving down one line: our bars are never nested)
                 self._send_bar()
         else:
             self.after_bar = False
@@ -212,8 +221,9 @@ class ProcessOutput:
             self.pending = None
 
     def flush(self) -> None:
-        """Sends a line begun but not ended (what `print(..., end="", flush=True)` leaves)."""
-        if self.text:
+        """Sends a line begun but not ended (what `print(..., end="", flush=True)` leaves), unless a
+        bar has drawn since (tqdm flushes after every redraw): then the line goes on when it ends."""
+        if self.text and not self.after_bar:
             self.conn.send((self.kind, self.text))
             self.text = ""
 
