@@ -150,9 +150,9 @@ def _run_parallel(cfg: SweepConfig, cells: list[Cell], out: Path, jobs: int, bar
                 elif ready in running:  # not a reader closed earlier in this round
                     cell, proc, slot, reader = running.pop(ready)
                     proc.join()
-                    if reader is not None:  # what it sent before it ended, then its end
-                        while reader in readers and reader.poll() and _show(reader, f"{cell.name}: ", lines[slot]):
-                            pass
+                    if reader is not None:
+                        if reader in readers:  # what it sent before it ended, up to its end
+                            _show(reader, f"{cell.name}: ", lines[slot])
                         readers.pop(reader, None)
                         reader.close()
                     if proc.exitcode:  # run_cell records its own errors: this process died
@@ -169,17 +169,19 @@ def _run_parallel(cfg: SweepConfig, cells: list[Cell], out: Path, jobs: int, bar
 
 
 def _show(reader, prefix: str, line) -> bool:
-    """Shows the next thing a cell's process sent: a bar on its `line`, text above the bars. False
-    when the process has closed its end."""
-    try:
-        kind, text = reader.recv()
-    except EOFError:
-        return False
-    if kind == "bar":
-        line.set_description_str(prefix + text)
-    else:
-        tqdm.write(text, file=getattr(sys, kind))
-    return True
+    """Shows what a cell's process has sent so far: bars on its `line`, text above the bars. False
+    once the process has closed its end (an ended process's pipe is read to that end)."""
+    while True:
+        try:
+            kind, text = reader.recv()
+        except EOFError:
+            return False
+        if kind == "bar":
+            line.set_description_str(prefix + text)
+        else:
+            tqdm.write(text, file=getattr(sys, kind))
+        if not reader.poll():
+            return True
 
 
 class ProcessOutput:
