@@ -132,7 +132,7 @@ def sparsify(base: str | Path, density: float, out: str | Path, resume: bool = F
 def evaluate(path: str | Path, device: str = "cpu", tasks: str | None = None, n: int = 200,
              corpus: str | Path | None = None, tokenizer: str | Path | None = None) -> dict:
     """Sparsity of a model directory; its accuracy (addition) or validation loss (code corpus) when we
-    know its data; and with `tasks` ('all', 'arithmetic', or names), loss and accuracy per task."""
+    know its data; and with `tasks` ('all', 'arithmetic', 'brackets', or names), loss and accuracy per task."""
     path, device = Path(path), resolve_device(device)
     model = load_model(path, device, tokenizer)
     report = {"model": str(path)}

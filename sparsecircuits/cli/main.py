@@ -19,7 +19,7 @@ from ..config_io import load_json
 from ..errors import UserError
 from ..frontier import SweepConfig, model_activations, run_sweep, sweep_preset, write_activation_figure
 from ..frontier.activations import SETS
-from ..frontier.config import PRESETS as SWEEPS
+from ..frontier.config import PRESETS as SWEEPS, QUICK as QUICK_SWEEPS
 from ..tasks import TASKS, get_task, required_tokens
 from ..training.checkpoint import checkpoints
 from ..training.presets import PRESETS
@@ -209,8 +209,8 @@ def cmd_frontier(args) -> None:
         raise UserError("give a sweep file or --preset NAME (not both)")
     if args.preset and args.preset not in SWEEPS:
         raise UserError(f"unknown sweep preset {args.preset!r} (known: {', '.join(SWEEPS)})")
-    if args.quick and args.preset != "arithmetic-cpu":
-        raise UserError("--quick is a setting of --preset arithmetic-cpu")
+    if args.quick and args.preset not in QUICK_SWEEPS:
+        raise UserError(f"--quick is a setting of --preset {' and '.join(QUICK_SWEEPS)}")
     if args.sweep:
         cfg = load_json(SweepConfig, args.sweep)
     else:
@@ -289,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="model directory")
     e.add_argument("--json", help="also write the report to this JSON file")
     e.add_argument("--device", help="cpu (default), cuda, auto")
-    e.add_argument("--tasks", help="'all' (the 20 Python tasks), 'arithmetic', or names / .jsonl files, comma separated")
+    e.add_argument("--tasks", help="'all' (the 20 Python tasks), 'arithmetic', 'brackets', or names / .jsonl files, "
+                                   "comma separated")
     e.add_argument("-n", type=_count(1, 10 ** 6), default=200, help="test examples per task (default 200)")
     e.add_argument("--corpus", help="corpus for the validation loss (default: the model's training corpus)")
     e.add_argument("--tokenizer", help="tokenizer folder (tokenizer.json, or encoder.json + vocab.bpe) for a model that has none")
@@ -372,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     fr = sub.add_parser("frontier", help="sweep density x width: each cell's loss against its circuits' size")
     fr.add_argument("sweep", nargs="?", help="sweep config JSON (or use --preset)")
     fr.add_argument("--preset", help=f"a named sweep: {', '.join(SWEEPS)}")
-    fr.add_argument("--quick", action="store_true", help="a tiny grid (arithmetic-cpu), to check the pipeline")
+    fr.add_argument("--quick", action="store_true", help="a tiny grid (arithmetic-cpu, brackets-cpu), to check the pipeline")
     fr.add_argument("--corpus", default="corpus", help="corpus directory for the python presets (built if missing)")
     fr.add_argument("--out", required=True, help="sweep directory (a rerun resumes it)")
     fr.add_argument("--jobs", type=_count(1, 256), default=1, help="cells trained and pruned in parallel processes")

@@ -62,6 +62,12 @@ class AdditionData:
     def prompt_len(self) -> int:
         return 2 * self.n_digits + 2
 
+    def harder(self, n_test: int) -> "AdditionData | None":
+        """`n_test` problems with one more digit than in training (none past 9 digits)."""
+        if self.n_digits >= 9:
+            return None
+        return AdditionData(n_digits=self.n_digits + 1, seed=self.seed, n_test=n_test)
+
     def text(self, a: int, b: int) -> str:
         n = self.n_digits
         return f"{a:0{n}d}+{b:0{n}d}={a + b:0{self.answer_digits}d}"

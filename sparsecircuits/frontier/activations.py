@@ -9,8 +9,8 @@ scale. A third, the share of all activation mass in the top 1% of channels, says
 channels carry the location.
 
 Input sets: `familiar` (held-out examples of the training data), `harder` (addition with one more
-digit than trained), `shuffled` (the familiar tokens in a random order within each example), and
-`other` (a corpus directory, or a text file, given by path).
+digit than trained, bracket words 4 characters longer), `shuffled` (the familiar tokens in a random
+order within each example), and `other` (a corpus directory, or a text file, given by path).
 """
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from ..atomic import atomic_path
-from ..data.addition import AdditionData
 from ..data.corpus import CorpusData
 from ..errors import UserError
 from ..config_io import load_json
@@ -36,7 +35,8 @@ SETS = ("familiar", "harder", "shuffled")
 def input_sets(model, data, names=SETS, other: str | Path | None = None, n: int = 256,
                seed: int = 0) -> dict[str, torch.Tensor]:
     """Token batches (n, T) for each named set, and always `familiar`, the reference; `data` is the
-    model's training data (AdditionData or CorpusData), `other` a corpus directory or a text file."""
+    model's training data (AdditionData, BracketData or CorpusData), `other` a corpus directory or a
+    text file."""
     unknown = sorted(set(names) - set(SETS))
     if unknown:
         raise UserError(f"unknown input set(s) {', '.join(unknown)} (known: {', '.join(SETS)}, or a path)")
@@ -44,10 +44,9 @@ def input_sets(model, data, names=SETS, other: str | Path | None = None, n: int 
     familiar = _examples(data, n)
     g = torch.Generator().manual_seed(seed)
     out = {"familiar": familiar}
-    if "harder" in names and isinstance(data, AdditionData) and data.n_digits < 9:
-        harder = AdditionData(n_digits=data.n_digits + 1, seed=data.seed, n_test=min(n, 1000))
-        if harder.seq_len - 1 <= model.cfg.block_size:
-            out["harder"] = _examples(harder, n)
+    harder = data.harder(min(n, 1000)) if "harder" in names and hasattr(data, "harder") else None
+    if harder is not None and harder.seq_len - 1 <= model.cfg.block_size:
+        out["harder"] = _examples(harder, n)
     if "shuffled" in names:
         out["shuffled"] = torch.stack([row[torch.randperm(len(row), generator=g)] for row in familiar])
     if other is not None:
@@ -57,7 +56,7 @@ def input_sets(model, data, names=SETS, other: str | Path | None = None, n: int 
 
 def _examples(data, n: int) -> torch.Tensor:
     rows, have = [], 0
-    batches = data.test_batches() if isinstance(data, AdditionData) else data.val_batches()
+    batches = data.test_batches() if hasattr(data, "test_batches") else data.val_batches()
     for x, _ in batches:
         rows.append(x)
         have += len(x)

@@ -17,7 +17,7 @@ from ..config_io import from_dict
 from ..errors import UserError, check_number
 from ..model.config import ModelConfig
 from ..sparsity.projection import check_density
-from ..tasks import PYTHON_TASKS
+from ..tasks import BRACKET_TASKS, PYTHON_TASKS
 from ..training.config import DataConfig, RunConfig, TrainConfig
 
 SWEEP_FILE = "sweep.json"
@@ -152,26 +152,39 @@ def _fmt(density: float) -> str:
     return f"1_{round(inv)}" if abs(inv - round(inv)) < 1e-6 else f"{density:g}"
 
 
-def _arithmetic(quick: bool) -> SweepConfig:
-    """2-digit addition on 2 CPU cores: 3 densities x 2 widths, their dense baselines and two narrower
-    dense models, each width's dense model sparsified, every answer digit pruned at loss 0.15."""
+def _algorithmic(quick: bool, data: DataConfig, vocab: int, block: int, tasks: list[str], quick_tasks: list[str],
+                 quick_targets: list[float], quick_curve: list[float]) -> SweepConfig:
+    """An algorithmic task family on 2 CPU cores: 3 densities x 2 widths, their dense baselines and two
+    narrower dense models, each width's dense model sparsified, every task pruned at loss 0.15;
+    `quick`: a tiny grid, two tasks (`quick_tasks`), for tests."""
     if quick:
-        model = ModelConfig(vocab_size=12, block_size=16, n_layer=2, d_model=32, n_head=2, d_head=8, d_mlp=64,
+        model = ModelConfig(vocab_size=vocab, block_size=block, n_layer=2, d_model=32, n_head=2, d_head=8, d_mlp=64,
                             pos_emb="learned")
         train = TrainConfig(steps=600, batch_size=64, lr=1e-2, checkpoint_every=200, device="cpu")
-        return SweepConfig(model=model, data=DataConfig(kind="addition", n_digits=2), train=train, dense_steps=600,
+        return SweepConfig(model=model, data=data, train=train, dense_steps=600,
                            sparsify_steps=300, widths=[16, 32], densities=[1 / 2, 1 / 8], dense_widths=[8],
-                           sparsified=[1 / 4],
-                           tasks=["add2_digit2", "add2_digit3"], targets=[0.5], curve_targets=[0.7, 0.9],
+                           sparsified=[1 / 4], tasks=quick_tasks, targets=quick_targets, curve_targets=quick_curve,
                            prune={"steps": 60, "n_train": 256, "n_test": 128}, controls=["nonsense_labels"])
-    model = ModelConfig(vocab_size=12, block_size=16, n_layer=4, d_model=64, n_head=4, d_head=16, d_mlp=256,
+    model = ModelConfig(vocab_size=vocab, block_size=block, n_layer=4, d_model=64, n_head=4, d_head=16, d_mlp=256,
                         pos_emb="learned")
     train = TrainConfig(steps=2000, batch_size=128, lr=1e-2, checkpoint_every=500, device="auto")
-    return SweepConfig(model=model, data=DataConfig(kind="addition", n_digits=2), train=train, dense_steps=800,
-                       dense_lr=5e-3,
+    return SweepConfig(model=model, data=data, train=train, dense_steps=800, dense_lr=5e-3,
                        sparsify_steps=2000, widths=[64, 128], densities=[1 / 4, 1 / 16, 1 / 64], dense_widths=[16, 32],
-                       sparsified=[1 / 16], tasks=[f"add2_digit{i}" for i in range(5)], targets=[0.15],
+                       sparsified=[1 / 16], tasks=tasks, targets=[0.15],
                        curve_targets=[0.05, 0.4], controls=["nonsense_labels"])
+
+
+def _arithmetic(quick: bool) -> SweepConfig:
+    """2-digit addition (`36+28=00064`), every answer digit pruned."""
+    return _algorithmic(quick, DataConfig(kind="addition", n_digits=2), 12, 16,
+                        [f"add2_digit{i}" for i in range(5)], ["add2_digit2", "add2_digit3"], [0.5], [0.7, 0.9])
+
+
+def _brackets(quick: bool) -> SweepConfig:
+    """Closing 12-character bracket words (`(x(()x=))..`), every answer character pruned; room in the
+    context for the 4 characters more of the harder words that activations are measured on."""
+    return _algorithmic(quick, DataConfig(kind="brackets", length=12, max_depth=4), 5, 24,
+                        list(BRACKET_TASKS), ["bracket_close0", "bracket_close1"], [0.3], [0.4, 0.5])
 
 
 def _python(gpu: bool, corpus: str) -> SweepConfig:
@@ -203,14 +216,17 @@ def _python(gpu: bool, corpus: str) -> SweepConfig:
 
 PRESETS = {
     "arithmetic-cpu": lambda quick, corpus: _arithmetic(quick),
+    "brackets-cpu": lambda quick, corpus: _brackets(quick),
     "python-cpu": lambda quick, corpus: _python(False, corpus),
     "python-gpu": lambda quick, corpus: _python(True, corpus),
 }
+
+QUICK = ("arithmetic-cpu", "brackets-cpu")  # the presets with a tiny grid for tests
 
 
 def sweep_preset(name: str, quick: bool = False, corpus: str = "corpus") -> SweepConfig:
     if name not in PRESETS:
         raise UserError(f"unknown sweep preset {name!r} (known: {', '.join(PRESETS)})")
-    if quick and name != "arithmetic-cpu":
-        raise UserError("--quick is a setting of the arithmetic-cpu preset")
+    if quick and name not in QUICK:
+        raise UserError(f"--quick is a setting of the {' and '.join(QUICK)} presets")
     return PRESETS[name](quick, corpus)

@@ -12,18 +12,23 @@ RUN_FILE = "run.json"  # a trained model's RunConfig, beside its weights
 
 @dataclass
 class DataConfig:
-    kind: str = "addition"      # addition | corpus
+    kind: str = "addition"      # addition | brackets | corpus
     n_digits: int = 2           # addition: operand digits
     answer_digits: int = 0      # addition: 0 = 2 * n_digits + 1
+    length: int = 12            # brackets: characters per word
+    max_depth: int = 4          # brackets: the deepest nesting (and the answer's length)
     seed: int = 0
-    n_test: int = 1000          # addition: held-out problems
+    n_test: int = 1000          # addition, brackets: held-out problems
     path: str = ""              # corpus: a directory made by `sparsecircuits corpus build`
 
     def __post_init__(self):
-        if self.kind not in ("addition", "corpus"):
-            raise UserError(f"unknown data kind {self.kind!r} (known: addition, corpus)")
+        if self.kind not in ("addition", "brackets", "corpus"):
+            raise UserError(f"unknown data kind {self.kind!r} (known: addition, brackets, corpus)")
         if self.kind == "corpus" and not self.path:
             raise UserError("data kind corpus needs a corpus directory in data.path")
+        if self.kind == "brackets":
+            check_number("brackets length", self.length, 1, 40, integer=True)
+            check_number("brackets max_depth", self.max_depth, 1, self.length, integer=True)
 
 
 @dataclass

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from ..config_io import to_dict
 from ..data.addition import AdditionData
+from ..data.brackets import BracketData
 from ..data.corpus import CorpusData
 from ..errors import UserError
 from ..atomic import atomic_path
@@ -32,8 +33,8 @@ from .distributed import setup
 from .optim import decay_weights, make_adam, normalize_grad_rms
 
 
-def make_data(run: RunConfig) -> AdditionData | CorpusData:
-    """The run's training data: addition problems, or windows of a code corpus."""
+def make_data(run: RunConfig) -> AdditionData | BracketData | CorpusData:
+    """The run's training data: addition problems, bracket words, or windows of a code corpus."""
     d = run.data
     if d.kind == "corpus":
         data = CorpusData(d.path, run.model.block_size, seed=d.seed)
@@ -41,7 +42,10 @@ def make_data(run: RunConfig) -> AdditionData | CorpusData:
             raise UserError(f"the corpus tokenizer has {data.tokenizer.vocab_size} tokens but the model's "
                             f"vocab_size is {run.model.vocab_size}")
         return data
-    data = AdditionData(n_digits=d.n_digits, answer_digits=d.answer_digits, seed=d.seed, n_test=d.n_test)
+    if d.kind == "brackets":
+        data = BracketData(length=d.length, max_depth=d.max_depth, seed=d.seed, n_test=d.n_test)
+    else:
+        data = AdditionData(n_digits=d.n_digits, answer_digits=d.answer_digits, seed=d.seed, n_test=d.n_test)
     if data.seq_len - 1 > run.model.block_size:
         raise UserError(f"block_size {run.model.block_size} is shorter than the {data.seq_len - 1}-token inputs")
     if data.tokenizer.vocab_size > run.model.vocab_size:
