@@ -287,6 +287,20 @@ def test_trends_hold_only_when_every_step_goes_the_stated_way():
     assert t["lower_l0"]["holds"] is False and t["wider"]["holds"] is False
 
 
+def test_lower_l0_at_no_cost_in_loss_is_reported_as_such():
+    flat = [_point("a", "sparse", 4, 1 / 4, 0.0, 100), _point("b", "sparse", 4, 1 / 16, 0.0002, 50),
+            _point("c", "sparse", 8, 1 / 16, 0.0, 60), _point("d", "sparse", 8, 1 / 64, 0.0, 20)]
+    t = trends(flat)
+    assert t["lower_l0"]["holds"] and all(g["loss_flat"] for g in t["lower_l0"]["by_width"].values())
+    summary = {"finished": 4, "cells": 4, "target": 0.15, "tasks_compared": ["t"], "tasks_constant": [],
+               "points": [{**p, "reached": 1, "tasks": 1} for p in flat], "failed": {}, "unfinished": {},
+               "sparse_dense_ratio": {"ratio": None}, "matched": [], "activations_dense": {}, "trends": t}
+    assert "circuits shrink: HOLDS for the circuits only: the loss is the same in every cell" in format_frontier(summary)
+    rising = trends(flat[:3] + [_point("d", "sparse", 8, 1 / 64, 0.3, 20)])
+    assert not rising["lower_l0"]["by_width"][8]["loss_flat"]
+    assert "circuits shrink: HOLDS\n" in format_frontier({**summary, "trends": rising})
+
+
 def test_a_trend_without_two_circuit_sizes_to_compare_is_not_measured():
     missing = [_point("a", "sparse", 4, 1 / 4, 0.1, None), _point("b", "sparse", 4, 1 / 16, 0.2, None),
                _point("c", "sparse", 8, 1 / 16, 0.05, 60), _point("d", "sparse", 8, 1 / 64, 0.15, None)]

@@ -97,7 +97,10 @@ def format_frontier(s: dict) -> str:
     for key, label, groups in (("lower_l0", "lower L0 at fixed width: loss rises, circuits shrink", "by_width"),
                                ("wider", "wider at fixed L0: loss and circuits both fall", "by_l0")):
         holds = t[key]["holds"]
-        lines.append(f"trend, {label}: {'HOLDS' if holds else 'does NOT hold' if holds is False else 'not measured'}")
+        verdict = 'HOLDS' if holds else 'does NOT hold' if holds is False else 'not measured'
+        if holds and all(g.get("loss_flat") for g in t[key][groups].values()):
+            verdict += " for the circuits only: the loss is the same in every cell, so no capability is given up here"
+        lines.append(f"trend, {label}: {verdict}")
         for g in t[key][groups].values():
             lines.append("  " + " -> ".join(f"{c} (loss {l:.4f}, " + (f"{e:.1f} edges)" if e else "misses a target)")
                                            for c, l, e in zip(g["cells"], g["loss"], g["edges"])))

@@ -20,6 +20,14 @@ def addition_tokenizer() -> CharTokenizer:
     return CharTokenizer(CHARS)
 
 
+def answer_targets(tokens: torch.Tensor, prompt_len: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token inputs and targets of problems whose first `prompt_len` tokens are the prompt:
+    only the answer is scored (other targets -1)."""
+    x, y = tokens[:, :-1], tokens[:, 1:].clone()
+    y[:, : prompt_len - 1] = -1
+    return x, y
+
+
 @dataclass
 class AdditionData:
     n_digits: int = 2
@@ -83,10 +91,7 @@ class AdditionData:
         return torch.stack(cols, dim=1)
 
     def inputs_targets(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Next-token inputs and targets; only answer digits are scored (others -1)."""
-        x, y = tokens[:, :-1], tokens[:, 1:].clone()
-        y[:, : self.prompt_len - 1] = -1
-        return x, y
+        return answer_targets(tokens, self.prompt_len)
 
     def train_batch(self, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 1)

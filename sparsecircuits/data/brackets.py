@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import UserError
+from .addition import answer_targets
 from .tokenizer import CharTokenizer
 
 CHARS = "()x=."
@@ -93,10 +94,7 @@ class BracketData:
         return torch.cat([words, torch.full_like(d[:, None], EQUALS), answer], 1)
 
     def inputs_targets(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Next-token inputs and targets; only answer characters are scored (others -1)."""
-        x, y = tokens[:, :-1], tokens[:, 1:].clone()
-        y[:, : self.prompt_len - 1] = -1
-        return x, y
+        return answer_targets(tokens, self.prompt_len)
 
     def train_batch(self, step: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step + 1)

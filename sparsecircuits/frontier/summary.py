@@ -131,7 +131,8 @@ def trends(points: list[dict]) -> dict:
     """Lower L0 at fixed width (loss up, edges down) and wider at fixed L0 (loss and edges down).
     Losses under LOSS_FLOOR count as equal; a cell without a circuit on every task (its model misses
     a target) counts in the loss trend and not in the edges trend. A trend holds when no step goes the
-    wrong way and each half (loss, edges) is measured somewhere; with one half unmeasured it is None."""
+    wrong way and each half (loss, edges) is measured somewhere; with one half unmeasured it is None.
+    `loss_flat` says where lower L0 costs no loss at all (a task every cell has learned)."""
     sparse = [p for p in points if p["kind"] == "sparse"]
     l0, wide = {}, {}
     for w in sorted({p["width"] for p in sparse}):
@@ -139,7 +140,8 @@ def trends(points: list[dict]) -> dict:
         if len(ps) > 1:
             g = _group(ps, "nonzero")
             losses, edges = g.pop("_losses"), g.pop("_edges")
-            l0[w] = {**g, "loss_rises": _monotone(losses, True), "edges_fall": _monotone(edges, False)}
+            l0[w] = {**g, "loss_rises": _monotone(losses, True), "loss_flat": len(set(losses)) == 1,
+                     "edges_fall": _monotone(edges, False)}
     budgets = sorted({float(f"{p['density'] * p['width'] ** 2:.6g}") for p in sparse})
     for budget in budgets:
         ps = sorted((p for p in sparse if float(f"{p['density'] * p['width'] ** 2:.6g}") == budget),
