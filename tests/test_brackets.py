@@ -70,6 +70,8 @@ def test_bracket_data_config_round_trips_and_refuses_bad_sizes():
             DataConfig(kind="brackets", **bad)
     with pytest.raises(UserError, match="fewer than"):
         BracketData(length=2, max_depth=1, n_test=50)
+    assert BracketData(length=36, n_test=10).harder(10).length == 40
+    assert BracketData(length=37, n_test=10).harder(10) is None  # no words past the longest allowed
 
 
 def test_brackets_preset_is_arithmetic_cpus_grid_on_the_bracket_tasks():

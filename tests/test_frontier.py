@@ -294,7 +294,7 @@ def test_lower_l0_at_no_cost_in_loss_is_reported_as_such():
     assert t["lower_l0"]["holds"] and all(g["loss_flat"] for g in t["lower_l0"]["by_width"].values())
     summary = {"finished": 4, "cells": 4, "target": 0.15, "tasks_compared": ["t"], "tasks_constant": [],
                "points": [{**p, "reached": 1, "tasks": 1} for p in flat], "failed": {}, "unfinished": {},
-               "sparse_dense_ratio": {"ratio": None}, "matched": [], "activations_dense": {}, "trends": t}
+               "sparse_dense_ratio": {"ratio": None, "dense_loss_range": None}, "matched": [], "activations_dense": {}, "trends": t}
     assert "circuits shrink: HOLDS for the circuits only: the loss is the same in every cell" in format_frontier(summary)
     rising = trends(flat[:3] + [_point("d", "sparse", 8, 1 / 64, 0.3, 20)])
     assert not rising["lower_l0"]["by_width"][8]["loss_flat"]

@@ -18,6 +18,7 @@ from .addition import answer_targets
 from .tokenizer import CharTokenizer
 
 CHARS = "()x=."
+MAX_LENGTH = 40
 OPEN, CLOSE, FILL, EQUALS, PAD = range(len(CHARS))
 
 
@@ -51,8 +52,8 @@ class BracketData:
     n_test: int = 1000
 
     def __post_init__(self):
-        if not 1 <= self.length <= 40:
-            raise UserError(f"brackets length must be 1..40, got {self.length}")
+        if not 1 <= self.length <= MAX_LENGTH:
+            raise UserError(f"brackets length must be 1..{MAX_LENGTH}, got {self.length}")
         if not 1 <= self.max_depth <= self.length:
             raise UserError(f"brackets max_depth must be 1..length ({self.length}), got {self.max_depth}")
         if not 0 < self.n_test <= 100_000:
@@ -79,8 +80,11 @@ class BracketData:
     def prompt_len(self) -> int:
         return self.length + 1
 
-    def harder(self, n_test: int) -> "BracketData":
-        """`n_test` words 4 characters longer, at the same depth: more to keep count of than in training."""
+    def harder(self, n_test: int) -> "BracketData | None":
+        """`n_test` words 4 characters longer, at the same depth: more to keep count of than in training
+        (none past MAX_LENGTH)."""
+        if self.length + 4 > MAX_LENGTH:
+            return None
         return BracketData(self.length + 4, self.max_depth, self.seed, n_test)
 
     def text(self, word: str) -> str:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..data.brackets import MAX_LENGTH
 from ..errors import UserError, check_number
 from ..model.config import ModelConfig
 from ..sparsity.projection import check_density
@@ -27,7 +28,7 @@ class DataConfig:
         if self.kind == "corpus" and not self.path:
             raise UserError("data kind corpus needs a corpus directory in data.path")
         if self.kind == "brackets":
-            check_number("brackets length", self.length, 1, 40, integer=True)
+            check_number("brackets length", self.length, 1, MAX_LENGTH, integer=True)
             check_number("brackets max_depth", self.max_depth, 1, self.length, integer=True)
 
 
