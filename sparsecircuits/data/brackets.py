@@ -13,11 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import UserError
+from ..errors import UserError, check_number
 from .addition import answer_targets
 from .tokenizer import CharTokenizer
 
 CHARS = "()x=."
+LENGTH, MAX_DEPTH = 12, 4   # the default words, which the bracket tasks and the brackets-cpu preset use
 MAX_LENGTH = 40
 OPEN, CLOSE, FILL, EQUALS, PAD = range(len(CHARS))
 
@@ -39,6 +40,12 @@ def sample_words(n: int, length: int, max_depth: int, generator: torch.Generator
     return torch.stack(cols, 1)
 
 
+def check_sizes(length, max_depth) -> None:
+    """Refuse word sizes that are not whole numbers in 1..MAX_LENGTH, depth at most the length."""
+    check_number("brackets length", length, 1, MAX_LENGTH, integer=True)
+    check_number("brackets max_depth", max_depth, 1, length, integer=True)
+
+
 def depth_of(words: torch.Tensor) -> torch.Tensor:
     """The depth still open at the end of each word."""
     return (words == OPEN).sum(1) - (words == CLOSE).sum(1)
@@ -46,16 +53,13 @@ def depth_of(words: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class BracketData:
-    length: int = 12
-    max_depth: int = 4
+    length: int = LENGTH
+    max_depth: int = MAX_DEPTH
     seed: int = 0
     n_test: int = 1000
 
     def __post_init__(self):
-        if not 1 <= self.length <= MAX_LENGTH:
-            raise UserError(f"brackets length must be 1..{MAX_LENGTH}, got {self.length}")
-        if not 1 <= self.max_depth <= self.length:
-            raise UserError(f"brackets max_depth must be 1..length ({self.length}), got {self.max_depth}")
+        check_sizes(self.length, self.max_depth)
         if not 0 < self.n_test <= 100_000:
             raise UserError(f"n_test must be in 1..100000, got {self.n_test}")
         self.tokenizer = bracket_tokenizer()

@@ -183,7 +183,7 @@ def _arithmetic(quick: bool) -> SweepConfig:
 def _brackets(quick: bool) -> SweepConfig:
     """Closing 12-character bracket words (`(x(()x=))..`), every answer character pruned; room in the
     context for the 4 characters more of the harder words that activations are measured on."""
-    return _algorithmic(quick, DataConfig(kind="brackets", length=12, max_depth=4), 5, 24,
+    return _algorithmic(quick, DataConfig(kind="brackets"), 5, 24,
                         list(BRACKET_TASKS), ["bracket_close0", "bracket_close1"], [0.3], [0.4, 0.5])
 
 

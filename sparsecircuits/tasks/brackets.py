@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import random
 
+from ..data.brackets import LENGTH, MAX_DEPTH
 from .base import Example, Task
-
-LENGTH, MAX_DEPTH = 12, 4   # BracketData's defaults: the words the brackets preset trains on
 
 
 def bracket_task(close: int, length: int = LENGTH, max_depth: int = MAX_DEPTH) -> Task:

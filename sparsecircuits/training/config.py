@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..data.brackets import MAX_LENGTH
+from ..data.brackets import LENGTH, MAX_DEPTH, check_sizes
 from ..errors import UserError, check_number
 from ..model.config import ModelConfig
 from ..sparsity.projection import check_density
@@ -16,8 +16,8 @@ class DataConfig:
     kind: str = "addition"      # addition | brackets | corpus
     n_digits: int = 2           # addition: operand digits
     answer_digits: int = 0      # addition: 0 = 2 * n_digits + 1
-    length: int = 12            # brackets: characters per word
-    max_depth: int = 4          # brackets: the deepest nesting (and the answer's length)
+    length: int = LENGTH        # brackets: characters per word
+    max_depth: int = MAX_DEPTH  # brackets: the deepest nesting (and the answer's length)
     seed: int = 0
     n_test: int = 1000          # addition, brackets: held-out problems
     path: str = ""              # corpus: a directory made by `sparsecircuits corpus build`
@@ -28,8 +28,7 @@ class DataConfig:
         if self.kind == "corpus" and not self.path:
             raise UserError("data kind corpus needs a corpus directory in data.path")
         if self.kind == "brackets":
-            check_number("brackets length", self.length, 1, MAX_LENGTH, integer=True)
-            check_number("brackets max_depth", self.max_depth, 1, self.length, integer=True)
+            check_sizes(self.length, self.max_depth)
 
 
 @dataclass
