@@ -277,6 +277,7 @@ def test_prune_finds_a_small_circuit_that_reaches_the_target(adder, tmp_path):
     for src, dst, w in circuit.edges:
         assert src in kept and dst in kept and w != 0
     assert circuit.settings["model_hash"] == model_hash(model) and circuit.settings["ablation"] == "mean"
+    assert circuit.settings["threads"] == torch.get_num_threads() and circuit.settings["torch"] == torch.__version__
     assert {s: len(v) for s, v in circuit.scores.items()} == node_sites(model.cfg)  # every node's score
     trained_set = {f"{s}[{c}]" for s, v in circuit.scores.items() for c, x in enumerate(v) if x > 0}
     assert len(trained_set) == trained["nodes"] and set(circuit.node_names) <= trained_set

@@ -5,6 +5,8 @@ import random
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 from ..config_io import load_json
 from ..errors import UserError
 from ..tasks import get_task
@@ -127,7 +129,8 @@ def prune(model, task: Task | str, target_loss: float = 0.15, tokenizer=None, me
                 "reference_data": described,
                 "tokenizer": getattr(tokenizer, "source", None), "causal": model.cfg.causal,
                 "trained": {"nodes": curve[0][0], "edges": len(circuit_edges(model, trained)), "loss": curve[0][1]},
-                "repairs": found["repairs"], "restores": training.restores, "training_log": training.history}
+                "repairs": found["repairs"], "restores": training.restores, "training_log": training.history,
+                "threads": torch.get_num_threads(), "torch": torch.__version__}
     circuit = Circuit(nodes=nodes, edges=circuit_edges(model, nodes), task=spec, loss=loss, full_loss=full_loss,
                       target=target_loss, reached=reached, calibration=pruner.calib, curve=curve, settings=settings,
                       scores={site: [float(f"{v:.5g}") for v in s.tolist()] for site, s in scores.items()})
