@@ -12,6 +12,8 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from .errors import UserError
+
 
 def _umask() -> int:
     mask = os.umask(0)
@@ -37,10 +39,18 @@ def remove_stale(path: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
 
 
+def refuse_dirs(*paths: str | Path) -> None:
+    """Refuse output files whose path is an existing folder, before anything is written."""
+    for p in paths:
+        if Path(p).is_dir():
+            raise UserError(f"cannot write {p}: it is a directory")
+
+
 @contextmanager
 def atomic_path(path: str | Path):
     """Yield a temp path beside `path`; on success rename it over `path`, else delete it."""
     path = Path(path)
+    refuse_dirs(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)

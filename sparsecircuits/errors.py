@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+MAX_INT = 1 << 63
+
 
 class UserError(ValueError):
     """Input the user can fix (bad path, bad config, impossible setting)."""
@@ -14,8 +16,11 @@ def check_number(name: str, value, low: float | None = None, high: float | None 
     """`value` if it is a finite number (an integer with `integer`) in [low, high] ((low, high] with
     `low_open`); else a UserError naming `name`."""
     kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)) or not math.isfinite(value):
+    if (isinstance(value, bool) or not isinstance(value, int if integer else (int, float))
+            or isinstance(value, float) and not math.isfinite(value)):
         raise UserError(f"{name} must be {kind}, got {value!r}")
+    if isinstance(value, int) and abs(value) >= MAX_INT:  # a seed or size no 64-bit field can hold
+        raise UserError(f"{name} is too large (a {abs(value).bit_length()}-bit integer; at most 2^63 - 1)")
     if low is not None and (value <= low if low_open else value < low):
         raise UserError(f"{name} must be {'>' if low_open else '>='} {low:g}, got {value!r}")
     if high is not None and value > high:

@@ -81,6 +81,21 @@ def lines(tmp_path, text, name="t.jsonl"):
     return tmp_path / name
 
 
+def folder(tmp_path, name):
+    (tmp_path / name).mkdir(parents=True)
+    return tmp_path / name
+
+
+def tampered_checkpoint(tmp_path, fn):
+    """`train --resume` of a run whose newest checkpoint's state.json `fn` rewrites."""
+    run = RunConfig(model=small_config(), train=TrainConfig(steps=4, batch_size=8, checkpoint_every=2, autocast="none"))
+    sc.train(run, tmp_path / "run", progress=False)
+    (tmp_path / "run.json").write_text(json.dumps(to_dict(run)))
+    state = next((tmp_path / "run").glob("checkpoint-*")) / "state.json"
+    edit_json(state, fn)
+    return ["train", "--config", tmp_path / "run.json", "--out", tmp_path / "run", "--resume"]
+
+
 def busy_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -110,6 +125,16 @@ CASES = {
                                               "--out", OUT], ["min_per_neuron"]),
     "negative warm-up": (lambda w, t: ["train", "--config", config_file(t, train={"warmup_frac": -0.1}),
                                        "--out", OUT], ["warmup_frac"]),
+    "steps 10^400": (lambda w, t: ["train", "--config", config_file(t), "--steps", "1" + "0" * 400, "--out", OUT],
+                     ["steps", "too large"]),
+    "d_model 10^400": (lambda w, t: ["train", "--config", config_file(t, model={"d_model": 10 ** 400}), "--out", OUT],
+                       ["d_model", "too large"]),
+    "seed 2^64 (train)": (lambda w, t: ["train", "--config", config_file(t), "--seed", str(2 ** 64), "--out", OUT],
+                          ["seed"]),
+    "data seed negative": (lambda w, t: ["train", "--config", config_file(t, data={"seed": -1}), "--out", OUT],
+                           ["seed"]),
+    "batch size 10^8": (lambda w, t: ["train", "--config", config_file(t), "--batch-size", "100000000", "--out", OUT],
+                        ["batch_size"]),
     "lr nan (train)": (lambda w, t: ["train", "--config", config_file(t), "--lr", "nan", "--out", OUT], ["lr"]),
     "lr inf (train)": (lambda w, t: ["train", "--config", config_file(t), "--lr", "inf", "--out", OUT], ["lr"]),
     "steps 0": (lambda w, t: ["train", "--config", config_file(t), "--steps", "0", "--out", OUT], ["steps"]),
@@ -122,6 +147,14 @@ CASES = {
                                          "--out", OUT], ["distill_weight"]),
     "sparsify without data": (lambda w, t: ["sparsify", w / "model_norun", "--density", "0.5", "--out", OUT],
                               ["--data"]),
+    # --- tampered checkpoints: resuming refuses them before any step ---
+    "checkpoint state a list": (lambda w, t: tampered_checkpoint(t, lambda d: [1]), ["corrupt"]),
+    "checkpoint state without its step": (lambda w, t: tampered_checkpoint(t, lambda d: {
+        k: v for k, v in d.items() if k != "step"}), ["corrupt"]),
+    "checkpoint step of another checkpoint": (lambda w, t: tampered_checkpoint(t, lambda d: {**d, "step": -3}),
+                                              ["corrupt"]),
+    "checkpoint step a fraction": (lambda w, t: tampered_checkpoint(t, lambda d: {**d, "step": 2.5}), ["corrupt"]),
+    "checkpoint history a number": (lambda w, t: tampered_checkpoint(t, lambda d: {**d, "history": 5}), ["corrupt"]),
     # --- model files ---
     "NaN weights": (lambda w, t: ["eval", with_weights(w, t, lambda s: s["blocks.0.mlp.c_fc.weight"].__setitem__(
         (0, 0), math.nan)), "--json", t / "r.json"], ["NaN or inf"]),
@@ -138,12 +171,22 @@ CASES = {
     "HF config with n_head 0": (lambda w, t: ["eval", hf_dir(t, n_head=0)], ["n_head"]),
     "HF config with a string eps": (lambda w, t: ["eval", hf_dir(t, layer_norm_epsilon="small")],
                                     ["layer_norm_epsilon"]),
+    "HF config with a numeric architecture": (lambda w, t: ["eval", hf_dir(t, model_type=None, architectures=5)],
+                                              ["not converted"]),
+    "HF config with a numeric model_type": (lambda w, t: ["eval", hf_dir(t, model_type=5)], ["not converted"]),
+    "HF config with a list activation": (lambda w, t: ["eval", hf_dir(t, activation_function=[1])],
+                                         ["not converted"]),
     "HF config with a string n_layer": (lambda w, t: ["eval", hf_dir(t, n_layer="2")], ["n_layer"]),
     "release config that is a list": (lambda w, t: ["eval", release_dir(t, [1, 2])], ["beeg_config.json"]),
     "release config with string sizes": (lambda w, t: ["eval", release_dir(t, {"n_layer": "2", "d_model": 8,
                                                                                 "n_head": 2, "vocab_size": 5,
                                                                                 "block_size": 4})], ["n_layer"]),
+    "release config with numeric AbsTopK locations": (lambda w, t: ["eval", release_dir(t, {
+        "n_layer": 1, "d_model": 8, "n_head": 2, "vocab_size": 5, "block_size": 4, "afrac_loctypes": 5})],
+        ["afrac_loctypes"]),
     # --- eval and tasks ---
+    "eval --json onto a folder": (lambda w, t: ["eval", w / "model", "--tasks", "add2_digit4", "-n", "4",
+                                                "--json", folder(t, "rdir")], ["rdir", "is a directory"]),
     "eval -n 0": (lambda w, t: ["eval", w / "model", "--tasks", "add2_digit4", "-n", "0"], ["-n"]),
     "eval -n -5": (lambda w, t: ["eval", w / "model", "--tasks", "add2_digit4", "-n", "-5"], ["-n"]),
     "JSONL task not UTF-8 (eval)": (lambda w, t: ["eval", w / "model", "--tasks", bad_utf8(t)], ["UTF-8"]),
@@ -169,6 +212,8 @@ CASES = {
                   ["search"]),
     "prune steps -1": (lambda w, t: ["prune", w / "model", "--task", "add2_digit4", "--steps", "-1", "--out", OUT],
                        ["steps"]),
+    "prune seed 2^64": (lambda w, t: ["prune", w / "model", "--task", "add2_digit4", "--seed", str(2 ** 64),
+                                      "--out", OUT], ["seed", "too large"]),
     "out is a file": (lambda w, t: ["prune", w / "model", "--task", "add2_digit4",
                                     "--out", lines(t, "x", "f.txt")], ["not a directory"]),
     # --- tampered circuits ---
@@ -182,6 +227,12 @@ CASES = {
         **d, "nodes": [1, 2]}), "--out", t / "r.html"], ["corrupt"]),
     "circuit settings of the wrong type": (lambda w, t: ["validate", tampered_circuit(w, t, lambda d: {
         **d, "settings": "x"})], ["corrupt"]),
+    "circuit task a number": (lambda w, t: ["viz", tampered_circuit(w, t, lambda d: {**d, "task": 5}),
+                                            "--out", t / "r.html"], ["corrupt"]),
+    "circuit model path a number": (lambda w, t: ["viz", tampered_circuit(w, t, lambda d: {
+        **d, "settings": {**d["settings"], "model": 5}}), "--out", t / "r.html"], ["corrupt"]),
+    "circuit calibration of another task": (lambda w, t: ["validate", tampered_circuit(w, t, lambda d: {
+        **d, "calibration": {"scale": 1.0, "bias": [0.0] * 3}}), "--no-controls"], ["calibration"]),
     "circuit with a NaN loss": (lambda w, t: ["viz", tampered_circuit(w, t, lambda d: {**d, "loss": math.nan}),
                                               "--out", t / "r.html"], ["loss"]),
     # --- viewer, figures, export ---
@@ -215,6 +266,8 @@ CASES = {
                                 ["absent"]),
     "activations -n 0": (lambda w, t: ["activations", w / "model", "-n", "0", "--out", OUT], ["-n"]),
     "activations without run.json": (lambda w, t: ["activations", w / "model_norun", "--out", OUT], ["--corpus"]),
+    "activations figure path a folder": (lambda w, t: ["activations", w / "model", "-n", "2", "--out",
+                                                       folder(t, "acts/activations.png").parent], ["is a directory"]),
     "activations text not UTF-8": (lambda w, t: ["activations", w / "model", "--data", bad_utf8(t), "--out", OUT],
                                    ["UTF-8"]),
 }

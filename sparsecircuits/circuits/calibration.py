@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
 from ..tasks.evaluate import EncodedTask
 
 MAX_LOG_SCALE = math.log(100.0)  # the scale stays in [1/100, 100]: on prompts the model gets all right an
@@ -39,6 +40,9 @@ class Calibration:
     bias: tuple[float, ...] = ()
 
     def tensors(self, n_candidates: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.bias and len(self.bias) != n_candidates:
+            raise UserError(f"the calibration has {len(self.bias)} biases for a task of {n_candidates} candidate tokens "
+                            "(a circuit of another task, or a tampered circuit.json)")
         bias = torch.tensor(self.bias, dtype=torch.float32) if self.bias else torch.zeros(n_candidates)
         return torch.tensor(float(self.scale)), bias
 

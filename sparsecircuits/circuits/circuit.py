@@ -88,8 +88,11 @@ class Circuit:
 
     def __post_init__(self):
         """Refuse a circuit no pruning could have written (a tampered or hand-edited file)."""
-        if not isinstance(self.settings, dict):
-            raise TypeError(f"settings must be an object, not {type(self.settings).__name__}")
+        if not isinstance(self.settings, dict) or not isinstance(self.task, str):
+            raise TypeError("settings must be an object and task a name")
+        for key in ("model", "tokenizer", "means_from", "model_hash", "ablation"):
+            if not isinstance(self.settings.get(key, ""), (str, type(None))):
+                raise TypeError(f"settings '{key}' must be a string, not {type(self.settings[key]).__name__}")
         for name in ("loss", "full_loss", "target"):
             if not math.isfinite(getattr(self, name)):
                 raise UserError(f"circuit {name} must be a finite number, got {getattr(self, name)}")

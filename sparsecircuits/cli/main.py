@@ -11,7 +11,7 @@ from pathlib import Path
 
 
 from .. import api, viz
-from ..atomic import atomic_write_json
+from ..atomic import atomic_write_json, refuse_dirs
 from ..circuits import prune, search
 from ..circuits.export import FORMATS
 from ..data.corpus import build_corpus
@@ -231,6 +231,7 @@ def cmd_activations(args) -> None:
         raise UserError(f"give at most one corpus or text file, got {', '.join(paths)}")
     out = Path(args.out)
     _refuse_file(out)
+    refuse_dirs(out / "activations.json", out / "activations.png")
     report = model_activations(args.model, sets, paths[0] if paths else None, n=args.n, corpus=args.corpus)
     atomic_write_json(out / "activations.json", report)
     write_activation_figure(report, out / "activations.png")

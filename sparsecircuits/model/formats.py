@@ -68,11 +68,12 @@ def load_pt(path: Path) -> dict[str, torch.Tensor]:
 
 # ---- Hugging Face GPT-2 ---------------------------------------------------------------------------
 def hf_gpt2_config(c: dict, source: str) -> ModelConfig:
-    kind = c.get("model_type") or ",".join(c.get("architectures", []))
-    if kind != "gpt2" and "GPT2" not in kind:
+    archs = c.get("architectures") or []
+    kind = c.get("model_type") or (",".join(map(str, archs)) if isinstance(archs, list) else archs)
+    if not isinstance(kind, str) or kind != "gpt2" and "GPT2" not in kind:
         raise UserError(f"{source}: Hugging Face architecture {kind!r} is not converted (only GPT-2)")
     act = c.get("activation_function", "gelu_new")
-    if act not in HF_ACTIVATIONS:
+    if not isinstance(act, str) or act not in HF_ACTIVATIONS:
         raise UserError(f"{source}: GPT-2 activation {act!r} is not converted")
     for key in ("scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn"):
         if c.get(key):
@@ -125,7 +126,10 @@ def read_hf_gpt2(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], str]
 def release_config(c: dict, state: dict[str, torch.Tensor], source: str) -> ModelConfig:
     """Their config keys (extra ones ignored) and, where the config is silent, the tensors present."""
     locs = c.get("afrac_loctypes") or ",".join(ABSTOPK_LOCATIONS)
-    locs = tuple(s.strip() for s in (locs.split(",") if isinstance(locs, str) else locs) if s.strip())
+    locs = locs.split(",") if isinstance(locs, str) else locs
+    if not isinstance(locs, list) or not all(isinstance(s, str) for s in locs):
+        raise UserError(f"{source}: afrac_loctypes must be a comma list of locations, got {c['afrac_loctypes']!r}")
+    locs = tuple(s.strip() for s in locs if s.strip())
     residual = c.get("residual_activation_type")
     if residual not in (None, "identity", "none"):
         raise UserError(f"{source}: residual_activation_type {residual!r} is not converted")

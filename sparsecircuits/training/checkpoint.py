@@ -74,6 +74,11 @@ def load_checkpoint(out: Path, model: torch.nn.Module, opt: torch.optim.Optimize
         state = json.loads((path / "state.json").read_text())
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"checkpoint {path} is unreadable ({e})") from None
+    step = int(_NAME.match(path.name).group(1))
+    history = state.get("history") if isinstance(state, dict) else None
+    if (not isinstance(state, dict) or type(state.get("step")) is not int or state["step"] != step
+            or not isinstance(history, list) or not all(isinstance(h, dict) for h in history)):
+        raise UserError(f"checkpoint {path} is corrupt: its state.json is not that of step {step}")
     weights = load_state(path / "model.safetensors")
     optim = load_state(path / "optimizer.safetensors")
     try:

@@ -9,6 +9,7 @@ from ..model.config import ModelConfig
 from ..sparsity.projection import check_density
 
 RUN_FILE = "run.json"  # a trained model's RunConfig, beside its weights
+MAX_BATCH = 1 << 16    # sequences per step; beyond it a batch's tensors alone exhaust a machine's memory
 
 
 @dataclass
@@ -25,6 +26,8 @@ class DataConfig:
     def __post_init__(self):
         if self.kind not in ("addition", "brackets", "corpus"):
             raise UserError(f"unknown data kind {self.kind!r} (known: addition, brackets, corpus)")
+        for name in ("n_digits", "answer_digits", "length", "max_depth", "seed", "n_test"):
+            check_number(f"data config '{name}'", getattr(self, name), 0, integer=True)
         if self.kind == "corpus" and not self.path:
             raise UserError("data kind corpus needs a corpus directory in data.path")
         if self.kind == "brackets":
@@ -56,9 +59,11 @@ class TrainConfig:
 
     def __post_init__(self):
         check_density(self.density)
-        for name in ("steps", "batch_size", "checkpoint_every"):
+        for name in ("steps", "checkpoint_every"):
             check_number(f"train config '{name}'", getattr(self, name), 1, integer=True)
-        check_number("train config 'min_per_neuron'", self.min_per_neuron, 0, integer=True)
+        check_number("train config 'batch_size'", self.batch_size, 1, MAX_BATCH, integer=True)
+        for name in ("min_per_neuron", "seed"):
+            check_number(f"train config '{name}'", getattr(self, name), 0, integer=True)
         for name in ("lr", "eps"):
             check_number(f"train config '{name}'", getattr(self, name), 0, low_open=True)
         for name in ("weight_decay", "distill_weight", "bridge_weight"):
