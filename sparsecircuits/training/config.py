@@ -26,8 +26,7 @@ class DataConfig:
     def __post_init__(self):
         if self.kind not in ("addition", "brackets", "corpus"):
             raise UserError(f"unknown data kind {self.kind!r} (known: addition, brackets, corpus)")
-        for name in ("n_digits", "answer_digits", "length", "max_depth", "seed", "n_test"):
-            check_number(f"data config '{name}'", getattr(self, name), 0, integer=True)
+        check_number("data config 'seed'", self.seed, 0, integer=True)
         if self.kind == "corpus" and not self.path:
             raise UserError("data kind corpus needs a corpus directory in data.path")
         if self.kind == "brackets":
