@@ -15,6 +15,7 @@ import sparsecircuits as sc
 from sparsecircuits.circuits import Circuit
 from sparsecircuits.cli import main
 from sparsecircuits.cli.report import format_frontier
+from sparsecircuits.config_io import from_dict, to_dict
 from sparsecircuits.frontier import Cell, SweepConfig, activation_sparsity, input_sets, run_sweep, sweep_preset
 from sparsecircuits.frontier import sweep
 from sparsecircuits.frontier.activations import Tally
@@ -350,6 +351,30 @@ def test_python_cpu_cells_train_as_the_python_tiny_presets_at_their_density_for_
         assert run.train == replace(like.train, density=cell.density, steps=2000)
     assert len(sweep.curve()) == 2 and sweep.curve_on() in sweep.tasks  # a sparse and a dense cell, on a task
     assert sweep.targets == [0.3] and sweep.pass_accuracy == 0.9  # a passed task is at about 0.2-0.3: prunable
+
+
+def test_the_paper_sweeps_sparsest_cells_anneal_until_80_percent_and_the_rest_until_50():
+    sweep = sweep_preset("python-gpu")
+    ends = {c.name: sweep.run(c).train.anneal_end for c in sweep.cells() if c.kind != "sparsified"}
+    sparsest = {c.name for c in sweep.cells() if c.kind == "sparse" and round(c.density * c.width ** 2) == 512}
+    assert sparsest == {"w256-d1_128", "w512-d1_512", "w1024-d1_2048"}   # the L0 of 1/128 at width 256
+    assert all(ends[n] == (0.8 if n in sparsest else 0.5) for n in ends)
+    assert all(sweep_preset("arithmetic-cpu").run(c).train.anneal_end == 0.5
+               for c in sweep_preset("arithmetic-cpu").cells() if c.kind != "sparsified")
+    assert from_dict(SweepConfig, json.loads(json.dumps(to_dict(sweep)))) == sweep
+    with pytest.raises(sc.UserError, match="sparsest_anneal_end"):
+        replace(sweep, sparsest_anneal_end=1.5)
+
+
+def test_a_sweep_folder_written_before_a_key_was_added_is_the_same_sweep(tmp_path):
+    cfg = sweep_preset("arithmetic-cpu", quick=True)
+    out = sweep.prepare(cfg, tmp_path / "s")
+    saved = json.loads((out / "sweep.json").read_text())
+    del saved["sparsest_anneal_end"]
+    (out / "sweep.json").write_text(json.dumps(saved))
+    assert sweep.prepare(cfg, out) == out
+    with pytest.raises(sc.UserError, match="another sweep"):
+        sweep.prepare(replace(cfg, targets=[0.4]), out)
 
 
 def _measures(a, threshold):

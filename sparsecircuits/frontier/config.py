@@ -46,6 +46,7 @@ class SweepConfig:
     dense_steps: int = 0             # 0: train.steps
     dense_lr: float = 0.0            # 0: train.lr (dense models often want a lower one)
     sparsify_steps: int = 0          # 0: train.steps
+    sparsest_anneal_end: float = 0.0  # 0: train.anneal_end; else that of the sparse cells at the lowest L0 (METHOD 3)
     widths: list[int] = field(default_factory=lambda: [64, 128])
     densities: list[float] = field(default_factory=lambda: [1 / 4, 1 / 16, 1 / 64])
     dense_widths: list[int] = field(default_factory=list)
@@ -64,6 +65,9 @@ class SweepConfig:
         for name in ("dense_steps", "sparsify_steps"):
             check_number(f"sweep '{name}'", getattr(self, name), 0, integer=True)
         check_number("sweep 'dense_lr'", self.dense_lr, 0)
+        check_number("sweep 'sparsest_anneal_end'", self.sparsest_anneal_end, 0, 1)
+        if 0 < self.sparsest_anneal_end < self.train.anneal_start:
+            raise UserError("sweep 'sparsest_anneal_end' must not come before train 'anneal_start'")
         if not self.widths and not self.dense_widths:
             raise UserError("the sweep's grid is empty: give at least one width")
         for w in [*self.widths, *self.dense_widths]:
@@ -137,13 +141,20 @@ class SweepConfig:
         """The training steps of a cell: its run's, or for a sparsified cell its finetuning's."""
         return (self.sparsify_steps or self.train.steps) if cell.base else self.run(cell).train.steps
 
+    def sparsest(self, cell: Cell) -> bool:
+        """A sparse cell at the grid's lowest number of nonzero weights (whatever its width)."""
+        if cell.kind != "sparse":
+            return False
+        return round(cell.density * cell.width ** 2) == round(min(self.densities) * min(self.widths) ** 2)
+
     def run(self, cell: Cell) -> RunConfig:
         """The run that trains a sparse or dense cell from scratch."""
         dense = cell.kind == "dense"
         steps = (self.dense_steps or self.train.steps) if dense else self.train.steps
         lr = (self.dense_lr or self.train.lr) if dense else self.train.lr
+        end = self.sparsest_anneal_end if self.sparsest_anneal_end and self.sparsest(cell) else self.train.anneal_end
         return RunConfig(model=self.shape(cell.width), data=self.data,
-                         train=replace(self.train, density=cell.density, steps=steps, lr=lr))
+                         train=replace(self.train, density=cell.density, steps=steps, lr=lr, anneal_end=end))
 
 
 def _fmt(density: float) -> str:
@@ -192,9 +203,11 @@ def _python(gpu: bool, corpus: str) -> SweepConfig:
     at densities 1/8 and 1/16 (its dense baseline at python-tiny-dense's lr), trained for 2,000 steps
     instead of 6,500 and pruned with a quarter of the default mask training (150 steps of 32 pairs), so
     that the whole sweep finishes in about 2 hours on 2 cores without bf16 units; the paper's shapes
-    (python-paper-*) on a GPU. Every task a model passes (90% of held-out pairs right) is pruned, on the
-    CPU at loss 0.3, the loss python-tiny's table counts a task solved at: a model that is 90% right is
-    at about 0.2-0.3, so at the paper's 0.15 the CPU models' passed tasks are refused as unreachable."""
+    (python-paper-*) on a GPU, whose sparsest cells anneal until 80% of training as the paper's do (METHOD 3;
+    on a CPU it cost arithmetic-cpu's sparsest cells a digit, see benchmarks/RESULTS.md). Every task a model
+    passes (90% of held-out pairs right) is pruned, on the CPU at loss 0.3, the loss python-tiny's table
+    counts a task solved at: a model that is 90% right is at about 0.2-0.3, so at the paper's 0.15 the CPU
+    models' passed tasks are refused as unreachable."""
     if gpu:
         model = ModelConfig(vocab_size=2048, block_size=256, n_layer=8, d_model=256, n_head=16, d_head=16, d_mlp=1024,
                             pos_emb="none", bigram=True, sink=True, afrac=1 / 8)
@@ -208,7 +221,8 @@ def _python(gpu: bool, corpus: str) -> SweepConfig:
                             checkpoint_every=250, device="auto")
         widths, densities = [128], [1 / 8, 1 / 16]
     return SweepConfig(model=model, data=DataConfig(kind="corpus", path=corpus), train=train, widths=widths,
-                       dense_lr=0.0 if gpu else 2e-2, densities=densities, tasks=list(PYTHON_TASKS),
+                       dense_lr=0.0 if gpu else 2e-2, sparsest_anneal_end=0.8 if gpu else 0.0, densities=densities,
+                       tasks=list(PYTHON_TASKS),
                        prune={} if gpu else {"steps": 150, "batch_pairs": 32},
                        targets=[0.15 if gpu else 0.3], pass_accuracy=0.9, activation_sets=["familiar", "shuffled"],
                        curve_targets=[0.4 if gpu else 0.5], curve_task="single_double_quote")

@@ -78,8 +78,8 @@ def prepare(cfg: SweepConfig, out: str | Path) -> Path:
     saved = out / SWEEP_FILE
     if saved.exists():
         try:
-            same = json.loads(saved.read_text()) == to_dict(cfg)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            same = from_dict(SweepConfig, json.loads(saved.read_text())) == cfg  # keys added since: defaults
+        except (json.JSONDecodeError, UnicodeDecodeError, UserError):
             same = False
         if not same:
             raise UserError(f"{out} holds another sweep ({SWEEP_FILE} differs): choose another --out")
