@@ -56,6 +56,7 @@ def circuit_model(circuit: Circuit, directory: str | Path, model: str | Path | N
         raise UserError("the circuit does not name its model: pass the model directory")
     net = load(model_dir, tokenizer=circuit.settings.get("tokenizer"), causal=circuit.settings.get("causal"))
     circuit.check_model(net.cfg, str(directory))
+    circuit.calibration.check(len(get_task(circuit.task).candidates))
     if model_hash(net) != circuit.settings.get("model_hash"):
         raise UserError(f"{directory} was pruned from other weights than the model in {model_dir}")
     return net, circuit_means(net, circuit, progress)

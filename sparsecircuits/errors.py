@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 MAX_INT = 1 << 63
+MAX_SEED = (1 << 32) - 1  # data seeds are mixed with the step into one 64-bit generator seed
 
 
 class UserError(ValueError):
@@ -26,3 +27,7 @@ def check_number(name: str, value, low: float | None = None, high: float | None 
     if high is not None and value > high:
         raise UserError(f"{name} must be <= {high:g}, got {value!r}")
     return value
+
+
+def check_seed(name: str, value) -> int:
+    return check_number(name, value, 0, MAX_SEED, integer=True)

@@ -131,6 +131,8 @@ CASES = {
                        ["d_model", "too large"]),
     "seed 2^64 (train)": (lambda w, t: ["train", "--config", config_file(t), "--seed", str(2 ** 64), "--out", OUT],
                           ["seed"]),
+    "data seed 2^40": (lambda w, t: ["train", "--config", config_file(t, data={"seed": 2 ** 40}), "--out", OUT],
+                       ["seed"]),
     "data seed negative": (lambda w, t: ["train", "--config", config_file(t, data={"seed": -1}), "--out", OUT],
                            ["seed"]),
     "batch size 10^8": (lambda w, t: ["train", "--config", config_file(t), "--batch-size", "100000000", "--out", OUT],
@@ -214,6 +216,8 @@ CASES = {
                        ["steps"]),
     "prune seed 2^64": (lambda w, t: ["prune", w / "model", "--task", "add2_digit4", "--seed", str(2 ** 64),
                                       "--out", OUT], ["seed", "too large"]),
+    "prune onto a folder named circuit.json": (lambda w, t: ["prune", w / "model", "--task", "add2_digit4", "--out",
+                                                            folder(t, "c/circuit.json").parent], ["is a directory"]),
     "out is a file": (lambda w, t: ["prune", w / "model", "--task", "add2_digit4",
                                     "--out", lines(t, "x", "f.txt")], ["not a directory"]),
     # --- tampered circuits ---
@@ -237,6 +241,10 @@ CASES = {
                                               "--out", t / "r.html"], ["loss"]),
     # --- viewer, figures, export ---
     "viz port -1": (lambda w, t: ["viz", w / "circuit", "--serve", "--port", "-1"], ["--port"]),
+    "viz onto a folder": (lambda w, t: ["viz", w / "circuit", "--out", folder(t, "r.html")], ["is a directory"]),
+    "figure onto a folder": (lambda w, t: ["figure", w / "circuit", "--out", folder(t, "f.png")], ["is a directory"]),
+    "circuit calibration of another task (viz)": (lambda w, t: ["viz", tampered_circuit(w, t, lambda d: {
+        **d, "calibration": {"scale": 1.0, "bias": [0.0] * 3}}), "--out", t / "r.html"], ["calibration"]),
     "figure with a bad kind of file": (lambda w, t: ["figure", w / "circuit", "--out", t / "f.txt"], [".png"]),
     "figure prompt -1": (lambda w, t: ["figure", w / "circuit", "--out", t / "f.png", "--prompt", "-1"], ["--prompt"]),
     "export onto a folder": (lambda w, t: ["export", w / "circuit", "--format", "graphml", "--out", t], []),

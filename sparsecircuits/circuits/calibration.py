@@ -39,10 +39,14 @@ class Calibration:
     scale: float = 1.0
     bias: tuple[float, ...] = ()
 
-    def tensors(self, n_candidates: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def check(self, n_candidates: int) -> None:
+        """A bias per candidate token of the task, or none (a tampered circuit.json has other counts)."""
         if self.bias and len(self.bias) != n_candidates:
             raise UserError(f"the calibration has {len(self.bias)} biases for a task of {n_candidates} candidate tokens "
                             "(a circuit of another task, or a tampered circuit.json)")
+
+    def tensors(self, n_candidates: int) -> tuple[torch.Tensor, torch.Tensor]:
+        self.check(n_candidates)
         bias = torch.tensor(self.bias, dtype=torch.float32) if self.bias else torch.zeros(n_candidates)
         return torch.tensor(float(self.scale)), bias
 

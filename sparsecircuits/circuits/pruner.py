@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import UserError, check_number
+from ..errors import UserError, check_number, check_seed
 from ..tasks.base import Task
 from ..tasks.evaluate import EncodedTask, encode_examples
 from .calibration import Calibration, calibrated_loss, fit_calibration, loss_with, task_outputs
@@ -57,9 +57,10 @@ class PruneConfig:
         check_number("target loss", self.target_loss, 0, low_open=True)
         if self.ablation not in ABLATIONS:
             raise UserError(f"ablation must be one of {', '.join(ABLATIONS)}, got {self.ablation!r}")
-        for name in ("steps", "batch_pairs", "repairs", "n_train", "n_test", "seed"):
-            check_number(name, getattr(self, name), 2 if name.startswith("n_") else 0 if name in ("repairs", "seed") else 1,
+        for name in ("steps", "batch_pairs", "repairs", "n_train", "n_test"):
+            check_number(name, getattr(self, name), 2 if name.startswith("n_") else 0 if name == "repairs" else 1,
                          integer=True)
+        check_seed("seed", self.seed)
         for name in ("lr", "temperature_start", "temperature_end", "grad_temperature", "penalty_start", "penalty_rate"):
             check_number(name, getattr(self, name), 0, low_open=True)
         for name in ("init_score", "harden_start", "harden_steps"):

@@ -13,6 +13,7 @@ from pathlib import Path
 from .. import api, viz
 from ..atomic import atomic_write_json, refuse_dirs
 from ..circuits import prune, search
+from ..circuits.circuit import CIRCUIT_FILE
 from ..circuits.export import FORMATS
 from ..data.corpus import build_corpus
 from ..config_io import load_json
@@ -95,6 +96,8 @@ def cmd_sparsify(args) -> None:
 
 
 def cmd_eval(args) -> None:
+    if args.json:
+        refuse_dirs(args.json)
     report = api.evaluate(args.model, device=args.device or "cpu", tasks=args.tasks, n=args.n, corpus=args.corpus,
                           tokenizer=args.tokenizer)
     print(format_report(report))
@@ -128,6 +131,7 @@ def cmd_tasks_show(args) -> None:
 
 def cmd_prune(args) -> None:
     _refuse_file(args.out)
+    refuse_dirs(Path(args.out) / CIRCUIT_FILE)
     model = api.load(args.model, tokenizer=args.tokenizer, causal=False if args.bidirectional else None)
     task = get_task(args.task)
     options = {k: getattr(args, k) for k in ("ablation", "steps", "lr", "seed") if getattr(args, k) is not None}
@@ -159,6 +163,8 @@ def cmd_viz(args) -> None:
         raise UserError("give --out FILE.html or --serve")
     if args.out and Path(args.out).suffix.lower() not in (".html", ".htm"):
         raise UserError(f"--out must be an .html file, got {args.out!r}")
+    if args.out:
+        refuse_dirs(args.out)
     server = viz.make_server(port=args.port) if args.serve else None  # a busy port is refused before any work
     try:
         models = viz.report_models(args.circuits, _labels(args), progress=not args.quiet)

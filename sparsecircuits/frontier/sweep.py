@@ -78,7 +78,7 @@ def prepare(cfg: SweepConfig, out: str | Path) -> Path:
     saved = out / SWEEP_FILE
     if saved.exists():
         try:
-            same = from_dict(SweepConfig, json.loads(saved.read_text())) == cfg  # keys added since: defaults
+            same = to_dict(from_dict(SweepConfig, json.loads(saved.read_text()))) == to_dict(cfg)  # new keys: defaults
         except (json.JSONDecodeError, UnicodeDecodeError, UserError):
             same = False
         if not same:

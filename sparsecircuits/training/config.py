@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..data.brackets import LENGTH, MAX_DEPTH, check_sizes
-from ..errors import UserError, check_number
+from ..errors import UserError, check_number, check_seed
 from ..model.config import ModelConfig
 from ..sparsity.projection import check_density
 
@@ -26,7 +26,7 @@ class DataConfig:
     def __post_init__(self):
         if self.kind not in ("addition", "brackets", "corpus"):
             raise UserError(f"unknown data kind {self.kind!r} (known: addition, brackets, corpus)")
-        check_number("data config 'seed'", self.seed, 0, integer=True)
+        check_seed("data config 'seed'", self.seed)
         if self.kind == "corpus" and not self.path:
             raise UserError("data kind corpus needs a corpus directory in data.path")
         if self.kind == "brackets":
@@ -61,8 +61,8 @@ class TrainConfig:
         for name in ("steps", "checkpoint_every"):
             check_number(f"train config '{name}'", getattr(self, name), 1, integer=True)
         check_number("train config 'batch_size'", self.batch_size, 1, MAX_BATCH, integer=True)
-        for name in ("min_per_neuron", "seed"):
-            check_number(f"train config '{name}'", getattr(self, name), 0, integer=True)
+        check_number("train config 'min_per_neuron'", self.min_per_neuron, 0, integer=True)
+        check_seed("train config 'seed'", self.seed)
         for name in ("lr", "eps"):
             check_number(f"train config '{name}'", getattr(self, name), 0, low_open=True)
         for name in ("weight_decay", "distill_weight", "bridge_weight"):

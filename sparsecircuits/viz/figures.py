@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, refuse_dirs
 from ..errors import UserError
 
 KINDS = ("flow", "grid", "graph")
@@ -122,3 +122,4 @@ def check_figure_args(kind: str, out: str | Path) -> None:
         raise UserError(f"figure kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if Path(out).suffix.lower() not in (".png", ".svg", ".pdf"):
         raise UserError(f"figure file must end in .png, .svg or .pdf, got {Path(out).name!r}")
+    refuse_dirs(out)
