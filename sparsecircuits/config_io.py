@@ -75,6 +75,6 @@ def load_json(cls, path: str | Path):
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"missing {path.name} in {path.parent}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:  # bad syntax or UTF-8, thousands of digits, deep nesting
         raise UserError(f"{path} is not valid JSON ({e})") from None
     return from_dict(cls, data)

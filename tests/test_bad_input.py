@@ -199,6 +199,14 @@ CASES = {
         t, json.dumps({"prompt": "", "correct": "3"}) + "\n")], ["empty prompt"]),
     "JSONL task of one line": (lambda w, t: ["prune", w / "model", "--task", lines(
         t, json.dumps({"prompt": "1+2=", "correct": "3"}) + "\n"), "--out", OUT], ["examples"]),
+    "JSONL task with a 5,000-digit number": (lambda w, t: ["tasks", "show", lines(
+        t, '{"prompt": "1+2=", "correct": "3", "n": ' + "9" * 5000 + "}\n")], ["not valid JSON"]),
+    "JSONL task with a lone surrogate": (lambda w, t: ["tasks", "show", lines(
+        t, '{"prompt": "1+\\ud800=", "correct": "3"}\n')], ["surrogate"]),
+    "sweep file nested 50,000 deep": (lambda w, t: ["frontier", lines(t, "[" * 50000, "s.json"), "--out", OUT],
+                                      ["not valid JSON"]),
+    "corpus manifest of the wrong types": (lambda w, t: ["eval", w / "model", "--corpus", (lambda c: (edit_json(
+        c / "manifest.json", lambda d: {**d, "splits": {"train": "x"}}), c)[1])(copy(w, t, "corpus"))], ["corrupt"]),
     "tasks show -n -1": (lambda w, t: ["tasks", "show", "add2_digit4", "-n", "-1"], ["-n"]),
     "tasks show -n 10^8": (lambda w, t: ["tasks", "show", "add2_digit4", "-n", "100000000"], ["-n"]),
     # --- prune ---
@@ -237,6 +245,15 @@ CASES = {
         **d, "settings": {**d["settings"], "model": 5}}), "--out", t / "r.html"], ["corrupt"]),
     "circuit calibration of another task": (lambda w, t: ["validate", tampered_circuit(w, t, lambda d: {
         **d, "calibration": {"scale": 1.0, "bias": [0.0] * 3}}), "--no-controls"], ["calibration"]),
+    "circuit edge between no nodes": (lambda w, t: ["viz", tampered_circuit(w, t, lambda d: {
+        **d, "edges": [["bogus", "x", 1.0]]}), "--out", t / "r.html"], ["corrupt"]),
+    "circuit edge weight inf": (lambda w, t: ["export", tampered_circuit(w, t, lambda d: {
+        **d, "edges": [["0.attn.q[0]", "0.attn.k[0]", math.inf]]}), "--format", "json-graph",
+        "--out", t / "g.json"], ["weight"]),
+    "circuit trained loss NaN": (lambda w, t: ["viz", tampered_circuit(w, t, lambda d: {
+        **d, "settings": {**d["settings"], "trained": {"loss": math.nan}}}), "--out", t / "r.html"], ["corrupt"]),
+    "circuit seed a word": (lambda w, t: ["validate", tampered_circuit(w, t, lambda d: {
+        **d, "settings": {**d["settings"], "seed": "x"}})], ["corrupt"]),
     "circuit with a NaN loss": (lambda w, t: ["viz", tampered_circuit(w, t, lambda d: {**d, "loss": math.nan}),
                                               "--out", t / "r.html"], ["loss"]),
     # --- viewer, figures, export ---

@@ -1,5 +1,6 @@
 import json
 import math
+import os
 
 import numpy as np
 import pytest
@@ -36,6 +37,7 @@ def small_sources(root):
 
 def test_build_drops_duplicates_and_non_utf8_and_splits_by_content(tmp_path):
     src = small_sources(tmp_path)
+    os.mkfifo(src / "pipe.py")  # not a file: reading it would wait for a writer forever
     manifest = build_corpus(tmp_path / "c", [src], vocab_size=400, val_percent=20, progress=lambda m: None)
     assert manifest["skipped"] == {"not_utf8": 1, "duplicates": 1}
     paths = [f["path"] for f in manifest["files"]]

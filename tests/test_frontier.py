@@ -4,6 +4,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 from dataclasses import replace
 
@@ -96,6 +97,26 @@ def test_a_rerun_skips_finished_cells_and_redoes_a_lost_one(quick_sweep, capsys)
     other = sweep_preset("arithmetic-cpu", quick=True)
     with pytest.raises(sc.UserError, match="another sweep"):
         run_sweep(replace(other, targets=[0.4]), quick_sweep, progress=False)
+
+
+@pytest.mark.parametrize("tamper", [
+    lambda rec: [rec],                                                           # not a record
+    lambda rec: {k: v for k, v in rec.items() if k != "rows"},                   # no rows
+    lambda rec: {**rec, "cell": {**rec["cell"], "width": "64"}},                 # another cell's
+    lambda rec: {**rec, "pretrain_loss": None},                                  # done without a loss
+    lambda rec: {**rec, "rows": [{**r, "edges": -5} for r in rec["rows"]]},      # a negative size
+    lambda rec: {**rec, "rows": [{**r, "pretrain_loss": math.nan} for r in rec["rows"]]},
+], ids=["list", "no rows", "other cell", "no loss", "negative edges", "nan loss"])
+def test_a_tampered_cell_record_is_refused_before_the_results_are_rewritten(quick_sweep, tmp_path, capsys, tamper):
+    out = tmp_path / "sweep"
+    shutil.copytree(quick_sweep, out)
+    cell = out / "cells" / sorted(p.name for p in (out / "cells").iterdir())[0] / "cell.json"
+    cell.write_text(json.dumps(tamper(json.loads(cell.read_text()))))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert main(["frontier", "--preset", "arithmetic-cpu", "--quick", "--out", str(out), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "corrupt" in err[0] and cell.parent.name in err[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
 def test_a_cell_killed_mid_pruning_keeps_its_rows_and_resumes_from_them(quick_sweep, monkeypatch):

@@ -16,11 +16,11 @@ import torch
 import torch.nn as nn
 
 from ..atomic import atomic_write_json
-from ..errors import UserError
+from ..errors import UserError, check_seed
 from .calibration import Calibration
 from .edges import Edge
 from .masks import ablation_hooks
-from .nodes import node_sites
+from .nodes import node_sites, parse_node
 
 CIRCUIT_FILE = "circuit.json"
 VALIDATION_FILE = "validation.json"  # `validate`'s report, beside the circuit
@@ -77,13 +77,14 @@ class Circuit:
             raise UserError(f"{directory} holds no {CIRCUIT_FILE} (make one with `sparsecircuits prune`)")
         try:
             d = json.loads(path.read_text())
+            json.dumps(d["settings"].get("trained"), allow_nan=False)  # the viewer shows it: a NaN is a ValueError
             return cls(nodes={k: [int(c) for c in v] for k, v in d["nodes"].items()},
                        edges=[(str(a), str(b), float(w)) for a, b, w in d["edges"]], task=d["task"],
                        loss=float(d["loss"]), full_loss=float(d["full_loss"]), target=float(d["target"]),
                        reached=bool(d["reached"]), calibration=Calibration.from_json(d["calibration"]),
                        curve=[(int(k), float(v)) for k, v in d["curve"]], settings=d["settings"],
                        scores={k: [float(x) for x in v] for k, v in d.get("scores", {}).items()})
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError, AttributeError) as e:
+        except (KeyError, TypeError, ValueError, AttributeError, RecursionError) as e:
             raise UserError(f"{path} is corrupt ({type(e).__name__}: {e})") from None
 
     def __post_init__(self):
@@ -93,6 +94,15 @@ class Circuit:
         for key in ("model", "tokenizer", "means_from", "model_hash", "ablation"):
             if not isinstance(self.settings.get(key, ""), (str, type(None))):
                 raise TypeError(f"settings '{key}' must be a string, not {type(self.settings[key]).__name__}")
+        ref = self.settings.get("reference_data", "")
+        if not (isinstance(ref, str) or isinstance(ref, dict) and isinstance(ref.get("path", ""), str)):
+            raise TypeError("settings 'reference_data' must be a text or an object whose path is a string")
+        check_seed("circuit settings 'seed'", self.settings.get("seed", 0))
+        for name in {n for a, b, _ in self.edges for n in (a, b)}:
+            parse_node(name)  # a ValueError for a name that is no node
+        for a, b, w in self.edges:
+            if not math.isfinite(w):
+                raise UserError(f"circuit edge {a} -> {b} has weight {w}")
         for name in ("loss", "full_loss", "target"):
             if not math.isfinite(getattr(self, name)):
                 raise UserError(f"circuit {name} must be a finite number, got {getattr(self, name)}")

@@ -81,8 +81,8 @@ def read_prompt_file(path: str | Path) -> list[str]:
         if path.suffix == ".jsonl":
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path} line {lineno}: not valid JSON ({e.msg})") from None
+            except (ValueError, RecursionError) as e:
+                raise UserError(f"{path} line {lineno}: not valid JSON ({getattr(e, 'msg', e)})") from None
             text = row.get("prompt", row.get("text")) if isinstance(row, dict) else None
             if not isinstance(text, str):
                 raise UserError(f"{path} line {lineno}: needs a string field \"prompt\" or \"text\"")

@@ -42,7 +42,7 @@ def collect_python_files(sources: list[Path], skip_tests: bool) -> list[Path]:
             raise UserError(f"source {src} does not exist")
         for root, dirs, names in os.walk(src):
             dirs[:] = sorted(d for d in dirs if not (d in SKIP_DIRS and (skip_tests or d == "__pycache__")))
-            files.extend(Path(root) / n for n in sorted(names) if n.endswith(".py"))
+            files.extend(Path(root) / n for n in sorted(names) if n.endswith(".py") and (Path(root) / n).is_file())
     return files
 
 
@@ -152,7 +152,7 @@ class Corpus:
             eot = int(self.manifest["eot_id"])
         except FileNotFoundError:
             raise UserError(f"{self.path} has no {MANIFEST}: not a corpus (build one with `corpus build`)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, RecursionError) as e:
             raise UserError(f"{self.path / MANIFEST} is corrupt ({type(e).__name__}: {e})") from None
         tok_path = self.path / "tokenizer.json"
         if not tok_path.exists():
@@ -163,7 +163,12 @@ class Corpus:
         self.tokenizer = BPETokenizer.from_json(tok_text.decode("utf-8"))
         if self.tokenizer.eot_id != eot:
             raise UserError(f"corpus tokenizer end-of-text id {self.tokenizer.eot_id} != manifest {eot}")
-        self.splits = {name: self._open(name, spec, verify) for name, spec in splits.items()}
+        try:
+            self.splits = {name: self._open(name, spec, verify) for name, spec in splits.items()}
+        except UserError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as e:  # a manifest field of the wrong type
+            raise UserError(f"{self.path / MANIFEST} is corrupt ({type(e).__name__}: {e})") from None
 
     def _open(self, name: str, spec: dict, verify: bool) -> _Split:
         arrays = []
@@ -174,7 +179,7 @@ class Corpus:
             arr = np.memmap(f, dtype=np.uint16, mode="r") if shard["tokens"] else np.zeros(0, np.uint16)
             if verify and hashlib.sha256(arr.tobytes()).hexdigest() != shard["sha256"]:
                 raise UserError(f"corpus shard {f} does not match its hash in the manifest (corrupt corpus)")
-            if shard["tokens"] and int(arr.max()) >= self.manifest["vocab_size"]:
+            if shard["tokens"] and int(arr.max()) >= self.vocab_size:
                 raise UserError(f"corpus shard {f} holds token ids outside the vocabulary")
             arrays.append(arr)
         lengths = [len(a) for a in arrays]

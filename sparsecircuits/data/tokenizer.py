@@ -57,7 +57,7 @@ def load_tokenizer(directory: str | Path, vocab_size: int | None = None):
     try:
         text = path.read_text()
         data = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:
         raise UserError(f"{path} is not valid JSON ({e})") from None
     if isinstance(data, dict) and data.get("type") == "char":
         if not isinstance(data.get("chars"), str):

@@ -79,7 +79,7 @@ def prepare(cfg: SweepConfig, out: str | Path) -> Path:
     if saved.exists():
         try:
             same = to_dict(from_dict(SweepConfig, json.loads(saved.read_text()))) == to_dict(cfg)  # new keys: defaults
-        except (json.JSONDecodeError, UnicodeDecodeError, UserError):
+        except (ValueError, RecursionError):  # not JSON, or not a sweep (UserError is a ValueError)
             same = False
         if not same:
             raise UserError(f"{out} holds another sweep ({SWEEP_FILE} differs): choose another --out")
@@ -106,7 +106,7 @@ def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool =
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and (not only or len(only) != 1):
         raise UserError("under torchrun, run one cell at a time: --cell NAME")
     out = prepare(cfg, out)
-    todo = [c for c in cells if (not only or c.name in only) and not _finished(out, c.name)]
+    todo = [c for c in cells if (not only or c.name in only) and not _finished(out, c)]
     bar = tqdm(total=len(todo), desc="sweep", disable=not progress, position=0)
     for phase in ([c for c in todo if c.base is None], [c for c in todo if c.base is not None]):
         if jobs > 1 and len(phase) > 1:
@@ -238,25 +238,58 @@ def cell_status(cfg: SweepConfig, out: Path, cell: Cell) -> str:
     home = out / "cells" / cell.name
     if not (home / "model" / WEIGHTS).exists():  # written when its training ends
         return f"training, checkpoint at step {newest_step(home / 'model')}/{cfg.steps(cell)}"
-    return f"{len(_record(home).get('rows', []))}/{len(_targets(cfg, cell))} rows done"
+    return f"{len(_record(out, cell).get('rows', []))}/{len(_targets(cfg, cell))} rows done"
 
 
-def _finished(out: Path, name: str) -> bool:
-    return _record(out / "cells" / name).get("status") == "done"
+def _finished(out: Path, cell: Cell) -> bool:
+    return _record(out, cell).get("status") == "done"
 
 
-def _record(home: Path) -> dict:
-    """The cell's record so far (empty when there is none or it cannot be read)."""
+def _record(out: Path, cell: Cell) -> dict:
+    """The cell's record so far (empty when there is none); one this code cannot have written (a
+    tampered or foreign file) is refused before the sweep reads or rewrites anything from it."""
+    path = out / "cells" / cell.name / CELL_FILE
     try:
-        return json.loads((home / CELL_FILE).read_text())
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        rec = json.loads(path.read_text())
+    except FileNotFoundError:
         return {}
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, a number of thousands of digits
+        rec = None
+    if not _valid_record(rec, cell):
+        raise UserError(f"{path} is corrupt: delete it, and a rerun redoes the cell {cell.name}")
+    return rec
+
+
+def _valid_record(rec, cell: Cell) -> bool:
+    """The fields the sweep and its summary read, of the types and ranges this code writes them with."""
+    if not (isinstance(rec, dict) and rec.get("cell") == asdict(cell) and isinstance(rec.get("rows"), list)
+            and rec.get("status") in ("done", "failed", "running")):
+        return False
+    if rec["status"] == "done" and not (_count(rec.get("nonzero")) and _loss(rec.get("pretrain_loss"))):
+        return False
+    for row in rec["rows"]:
+        if not (isinstance(row, dict) and isinstance(row.get("task"), str) and _loss(row.get("target"))
+                and isinstance(row.get("status"), str) and _count(row.get("nonzero"))
+                and _loss(row.get("pretrain_loss"))):
+            return False
+        if row["status"] == "pruned" and not (_count(row.get("edges")) and _count(row.get("nodes"))
+                                              and isinstance(row.get("reached"), bool)):
+            return False
+    return True
+
+
+def _count(x) -> bool:
+    return type(x) is int and x >= 0
+
+
+def _loss(x) -> bool:
+    return type(x) in (int, float) and math.isfinite(x) and x >= 0
 
 
 def _record_failure(out: Path, cell: Cell, error: str) -> None:
     """A worker that died: the cell failed, keeping the rows it had finished."""
-    if not _finished(out, cell.name):
-        rows = _record(out / "cells" / cell.name).get("rows", [])
+    if not _finished(out, cell):
+        rows = _record(out, cell).get("rows", [])
         atomic_write_json(out / "cells" / cell.name / CELL_FILE, {"cell": asdict(cell), "status": "failed",
                                                                   "error": error, "rows": rows})
 
@@ -274,7 +307,7 @@ def run_cell(cfg: SweepConfig, cell: Cell, out: Path, progress: bool = True) -> 
     rows an earlier run finished and this one has not reached yet, so that a second kill loses none."""
     home = out / "cells" / cell.name
     record = {"cell": asdict(cell), "status": "failed", "error": None, "rows": []}
-    pending = _record(home).get("rows", [])
+    pending = _record(out, cell).get("rows", [])
     t0 = time.perf_counter()
     try:
         device = resolve_device(cfg.train.device)
@@ -377,7 +410,7 @@ def _prune_row(cfg: SweepConfig, cell: Cell, record: dict, model, task: str, tar
 def finish(cfg: SweepConfig, out: Path) -> dict:
     """`results.jsonl` (every finished row, unfinished cells' too), `summary.json` and the figures
     (from the finished cells)."""
-    records = [r for r in (_record(out / "cells" / c.name) for c in cfg.cells()) if r]
+    records = [r for r in (_record(out, c) for c in cfg.cells()) if r]
     rows = [r for rec in records for r in rec["rows"]]
     atomic_write_text(out / RESULTS_FILE, "".join(json.dumps(r) + "\n" for r in rows))
     summary = summarize(cfg, records)

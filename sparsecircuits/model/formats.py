@@ -32,7 +32,7 @@ def detect_format(path: Path) -> str:
     if config.exists():
         try:
             data = json.loads(config.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        except (ValueError, RecursionError) as e:  # bad syntax or UTF-8, thousands of digits, deep nesting
             raise UserError(f"{config} is not valid JSON ({e})") from None
         return "hf-gpt2" if isinstance(data, dict) and ("model_type" in data or "architectures" in data) \
             else "sparsecircuits"
@@ -169,7 +169,7 @@ def read_release(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], str]
     config = path / RELEASE_CONFIG
     try:
         c = json.loads(config.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (ValueError, RecursionError) as e:
         raise UserError(f"{config} is not valid JSON ({e})") from None
     if not isinstance(c, dict):
         raise UserError(f"{config} must hold a JSON object, not a {type(c).__name__}")

@@ -53,8 +53,8 @@ def load_jsonl_task(path: str | Path, name: str | None = None) -> ListTask:
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path} line {lineno}: not valid JSON ({e.msg})") from None
+        except (ValueError, RecursionError) as e:
+            raise UserError(f"{path} line {lineno}: not valid JSON ({getattr(e, 'msg', e)})") from None
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not isinstance(row.get("correct"), str):
             raise UserError(f"{path} line {lineno}: needs string fields \"prompt\" and \"correct\"")
         if not row["prompt"]:
@@ -65,6 +65,10 @@ def load_jsonl_task(path: str | Path, name: str | None = None) -> ListTask:
         extra = set(row) - {"prompt", "correct", "wrong"}
         if extra:
             raise UserError(f"{path} line {lineno}: unknown field(s) {', '.join(sorted(extra))}")
+        try:  # JSON's \ud800 escapes can spell a lone surrogate, which no tokenizer encodes
+            "".join(s for s in (row["prompt"], row["correct"], wrong) if s).encode("utf-8")
+        except UnicodeEncodeError:
+            raise UserError(f"{path} line {lineno}: a string holds a lone surrogate (\\ud800-\\udfff)") from None
         items.append(Example(row["prompt"], row["correct"], wrong))
     if not items:
         raise UserError(f"task file {path} has no examples")

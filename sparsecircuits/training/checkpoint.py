@@ -72,7 +72,7 @@ def load_checkpoint(out: Path, model: torch.nn.Module, opt: torch.optim.Optimize
     path = found[-1]
     try:
         state = json.loads((path / "state.json").read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:
         raise UserError(f"checkpoint {path} is unreadable ({e})") from None
     step = int(_NAME.match(path.name).group(1))
     history = state.get("history") if isinstance(state, dict) else None

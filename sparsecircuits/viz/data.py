@@ -124,7 +124,7 @@ def _validation(circuit: Circuit, circuit_dir: Path | None) -> tuple[dict | None
         report = json.loads(path.read_text())
         same = (report["task"], report["nodes"], report["edges"]) == (get_task(circuit.task).name,
                                                                       circuit.n_nodes, circuit.n_edges)
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+    except (ValueError, RecursionError, KeyError, TypeError):
         return None, f"{path.name} is unreadable: run `sparsecircuits validate` again."
     if not same:
         return None, f"{path.name} is about another circuit: run `sparsecircuits validate` again."
