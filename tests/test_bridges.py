@@ -1,7 +1,9 @@
 """Bridges between a dense model and a sparse one (METHOD 4), and steering the dense model through them."""
+import shutil
+
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import sparsecircuits as sc
 from sparsecircuits.cli import main
@@ -68,3 +70,27 @@ def test_steering_moves_the_dense_model_the_way_it_moves_the_sparse_one(bridged,
 def test_steer_needs_a_bridged_model(adder, capsys):
     assert main(["steer", str(adder), "--channel", "0.resid_mid[0]", "--value", "1", "--task", "add2_digit4"]) == 2
     assert "--bridge-to" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("channel, value, tamper, words", [
+    ("9.mlp.resid_delta[0]", "1", None, "layers 0..1"),
+    ("final_resid[" + "9" * 5000 + "]", "1", None, "should look like"),
+    ("final_resid[0]", "1e308", None, "--value"),
+    ("final_resid[0]", "1", lambda s: s.popitem(), "does not match"),
+    ("final_resid[0]", "1", "garbage", "not a readable safetensors"),
+], ids=["layer past the model", "5,000-digit channel", "absurd value", "bridges missing a tensor", "bridges garbage"])
+def test_bad_steering_input_is_one_line(bridged, tmp_path, capsys, channel, value, tamper, words):
+    model = bridged
+    if tamper is not None:
+        model = tmp_path / "sparse"
+        shutil.copytree(bridged, model)
+        if tamper == "garbage":
+            (model / BRIDGES_FILE).write_bytes(b"not safetensors")
+        else:
+            state = load_file(str(model / BRIDGES_FILE))
+            tamper(state)
+            save_file(state, str(model / BRIDGES_FILE))
+    code = main(["steer", str(model), "--channel", channel, "--value", value, "--prompt", "12+34=",
+                 "--tokens", "0,1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and words in err[0], err

@@ -17,7 +17,7 @@ from ..circuits.circuit import CIRCUIT_FILE
 from ..circuits.export import FORMATS
 from ..data.corpus import build_corpus
 from ..config_io import load_json
-from ..errors import UserError
+from ..errors import UserError, check_number
 from ..frontier import SweepConfig, model_activations, run_sweep, sweep_preset, write_activation_figure
 from ..frontier.activations import SETS
 from ..frontier.config import PRESETS as SWEEPS, QUICK as QUICK_SWEEPS
@@ -196,6 +196,7 @@ def cmd_export(args) -> None:
 
 
 def cmd_steer(args) -> None:
+    check_number("--value", args.value, -1e6, 1e6)  # far past any activation, and the softmax overflows to NaN
     candidates = tuple(args.tokens.split(",", 1)) if args.tokens and "," in args.tokens else None
     if args.tokens and candidates is None:
         raise UserError("--tokens needs two candidates, A,B")
@@ -361,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("steer", help="edit one sparse channel and steer the dense model through the bridges")
     st.add_argument("model", help="sparse model trained with --bridge-to")
     st.add_argument("--channel", required=True, help="e.g. 1.resid_mid[5] or a node such as 1.mlp.resid_delta[5]")
-    st.add_argument("--value", type=_finite, required=True, help="value the channel is set to at every position")
+    st.add_argument("--value", type=_finite, required=True,
+                    help="value the channel is set to at every position (|value| <= 1e6)")
     st.add_argument("--task", help="take the prompt and the two candidates from this task's first test pair")
     st.add_argument("--prompt", help="prompt text (with --tokens)")
     st.add_argument("--tokens", help="the two candidate next tokens, A,B")

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from ..config_io import load_json
 from ..errors import UserError
+from ..model.formats import load_state
 from ..model.io import load_model
 from ..model.transformer import abs_topk
 from .config import RUN_FILE, RunConfig
@@ -123,20 +123,25 @@ def load_bridged(sparse_dir) -> tuple:
         raise UserError(f"{sparse_dir} was not trained with bridges (train it with --bridge-to DENSE_MODEL)")
     dense = load_model(run.bridge_to)
     bridges = Bridges(dense.cfg, sparse.cfg, run.train.bridge_afrac)
-    bridges.load_state_dict(load_file(str(sparse_dir / BRIDGES_FILE)))
+    try:
+        bridges.load_state_dict(load_state(sparse_dir / BRIDGES_FILE))
+    except RuntimeError as e:
+        raise UserError(f"{sparse_dir / BRIDGES_FILE} does not match the models ({str(e).splitlines()[0]})") from None
     return sparse, dense, bridges.eval()
 
 
 def site_of(name: str, n_layer: int) -> tuple[str, int]:
     """A sparse channel as (bridge site, channel): `1.resid_mid[5]`, or a residual write node such as
     `1.attn.resid_delta[5]` / `1.mlp.resid_delta[5]` (the site just after that sublayer)."""
-    m = re.fullmatch(r"(.+)\[(\d+)\]", name.strip())
+    m = re.fullmatch(r"(.+)\[(\d{1,9})\]", name.strip())
     if not m:
         raise UserError(f"channel {name!r} should look like '1.resid_mid[5]' or '1.mlp.resid_delta[5]'")
     where, channel = m.group(1), int(m.group(2))
     layer_part, _, rest = where.partition(".")
     if rest in ("attn.resid_delta", "mlp.resid_delta") and layer_part.isdigit():
         layer = int(layer_part)
+        if layer >= n_layer:
+            raise UserError(f"channel {name!r}: the model has layers 0..{n_layer - 1}")
         sites = bridge_sites(n_layer)
         return sites[2 * layer + (rest == "mlp.resid_delta")], channel
     return where, channel
