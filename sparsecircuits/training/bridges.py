@@ -138,7 +138,7 @@ def site_of(name: str, n_layer: int) -> tuple[str, int]:
         raise UserError(f"channel {name!r} should look like '1.resid_mid[5]' or '1.mlp.resid_delta[5]'")
     where, channel = m.group(1), int(m.group(2))
     layer_part, _, rest = where.partition(".")
-    if rest in ("attn.resid_delta", "mlp.resid_delta") and layer_part.isdigit():
+    if rest in ("attn.resid_delta", "mlp.resid_delta") and layer_part.isdigit() and len(layer_part) < 10:
         layer = int(layer_part)
         if layer >= n_layer:
             raise UserError(f"channel {name!r}: the model has layers 0..{n_layer - 1}")
