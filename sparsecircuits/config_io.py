@@ -8,6 +8,8 @@ from pathlib import Path
 
 from .errors import UserError
 
+JSON_ERRORS = (ValueError, RecursionError)  # json.loads on bad syntax or UTF-8, thousands of digits, deep nesting
+
 
 def _check_type(name: str, value, hint):
     origin = typing.get_origin(hint)
@@ -69,12 +71,16 @@ def to_dict(obj) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(obj)))
 
 
-def load_json(cls, path: str | Path):
+def read_json(path: str | Path):
+    """A JSON file's value; a missing or unparsable file is a UserError naming it."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"missing {path.name} in {path.parent}") from None
-    except (ValueError, RecursionError) as e:  # bad syntax or UTF-8, thousands of digits, deep nesting
+    except JSON_ERRORS as e:
         raise UserError(f"{path} is not valid JSON ({e})") from None
-    return from_dict(cls, data)
+
+
+def load_json(cls, path: str | Path):
+    return from_dict(cls, read_json(path))

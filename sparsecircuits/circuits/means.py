@@ -17,6 +17,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from ..atomic import atomic_path
+from ..config_io import JSON_ERRORS
 from ..errors import UserError
 from .nodes import node_sites
 
@@ -81,7 +82,7 @@ def read_prompt_file(path: str | Path) -> list[str]:
         if path.suffix == ".jsonl":
             try:
                 row = json.loads(line)
-            except (ValueError, RecursionError) as e:
+            except JSON_ERRORS as e:
                 raise UserError(f"{path} line {lineno}: not valid JSON ({getattr(e, 'msg', e)})") from None
             text = row.get("prompt", row.get("text")) if isinstance(row, dict) else None
             if not isinstance(text, str):

@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 from ..atomic import atomic_write_json
+from ..config_io import JSON_ERRORS
 from ..errors import UserError
 from .bpe import BPETokenizer, load_gpt2_files, looks_like_bpe
 
@@ -57,7 +58,7 @@ def load_tokenizer(directory: str | Path, vocab_size: int | None = None):
     try:
         text = path.read_text()
         data = json.loads(text)
-    except (ValueError, RecursionError) as e:
+    except JSON_ERRORS as e:
         raise UserError(f"{path} is not valid JSON ({e})") from None
     if isinstance(data, dict) and data.get("type") == "char":
         if not isinstance(data.get("chars"), str):

@@ -30,7 +30,7 @@ from ..atomic import atomic_write_json, atomic_write_text
 from ..circuits import prune
 from ..circuits.run import UnreachableTarget
 from ..circuits.validation import control_prunings
-from ..config_io import from_dict, load_json, to_dict
+from ..config_io import JSON_ERRORS, from_dict, load_json, to_dict
 from ..errors import UserError
 from ..model.io import WEIGHTS
 from ..tasks import get_task
@@ -78,8 +78,8 @@ def prepare(cfg: SweepConfig, out: str | Path) -> Path:
     saved = out / SWEEP_FILE
     if saved.exists():
         try:
-            same = to_dict(from_dict(SweepConfig, json.loads(saved.read_text()))) == to_dict(cfg)  # new keys: defaults
-        except (ValueError, RecursionError):  # not JSON, or not a sweep (UserError is a ValueError)
+            same = to_dict(load_json(SweepConfig, saved)) == to_dict(cfg)  # keys added since: their defaults
+        except UserError:  # not JSON, or not a sweep
             same = False
         if not same:
             raise UserError(f"{out} holds another sweep ({SWEEP_FILE} differs): choose another --out")
@@ -253,7 +253,7 @@ def _record(out: Path, cell: Cell) -> dict:
         rec = json.loads(path.read_text())
     except FileNotFoundError:
         return {}
-    except (ValueError, RecursionError):  # not JSON, not UTF-8, a number of thousands of digits
+    except JSON_ERRORS:
         rec = None
     if not _valid_record(rec, cell):
         raise UserError(f"{path} is corrupt: delete it, and a rerun redoes the cell {cell.name}")

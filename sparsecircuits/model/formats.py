@@ -9,7 +9,6 @@ Every `.pt` is read with `weights_only=True` and must hold tensors only.
 """
 from __future__ import annotations
 
-import json
 import pickle
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 
+from ..config_io import read_json
 from ..errors import UserError, check_number
 from .config import ABSTOPK_LOCATIONS, ModelConfig
 
@@ -30,10 +30,7 @@ def detect_format(path: Path) -> str:
         return "release"
     config = path / "config.json"
     if config.exists():
-        try:
-            data = json.loads(config.read_text())
-        except (ValueError, RecursionError) as e:  # bad syntax or UTF-8, thousands of digits, deep nesting
-            raise UserError(f"{config} is not valid JSON ({e})") from None
+        data = read_json(config)
         return "hf-gpt2" if isinstance(data, dict) and ("model_type" in data or "architectures" in data) \
             else "sparsecircuits"
     raise UserError(f"{path} holds no model in a known format: expected config.json + model.safetensors "
@@ -110,7 +107,7 @@ def hf_gpt2_state(state: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str,
 
 
 def read_hf_gpt2(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], str]:
-    cfg = hf_gpt2_config(json.loads((path / "config.json").read_text()), str(path / "config.json"))
+    cfg = hf_gpt2_config(read_json(path / "config.json"), str(path / "config.json"))
     if (path / "model.safetensors").exists():
         weights = path / "model.safetensors"
         state = load_state(weights)
@@ -167,10 +164,7 @@ def release_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def read_release(path: Path) -> tuple[ModelConfig, dict[str, torch.Tensor], str]:
     config = path / RELEASE_CONFIG
-    try:
-        c = json.loads(config.read_text())
-    except (ValueError, RecursionError) as e:
-        raise UserError(f"{config} is not valid JSON ({e})") from None
+    c = read_json(config)
     if not isinstance(c, dict):
         raise UserError(f"{config} must hold a JSON object, not a {type(c).__name__}")
     state = load_pt(path / RELEASE_WEIGHTS)

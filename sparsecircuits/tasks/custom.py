@@ -9,6 +9,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from ..config_io import JSON_ERRORS
 from ..errors import UserError
 from .base import Example, Task
 
@@ -53,7 +54,7 @@ def load_jsonl_task(path: str | Path, name: str | None = None) -> ListTask:
             continue
         try:
             row = json.loads(line)
-        except (ValueError, RecursionError) as e:
+        except JSON_ERRORS as e:
             raise UserError(f"{path} line {lineno}: not valid JSON ({getattr(e, 'msg', e)})") from None
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not isinstance(row.get("correct"), str):
             raise UserError(f"{path} line {lineno}: needs string fields \"prompt\" and \"correct\"")

@@ -17,6 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from ..atomic import new_dir, remove_stale
+from ..config_io import JSON_ERRORS
 from ..errors import UserError
 from ..model.formats import load_state
 
@@ -72,7 +73,7 @@ def load_checkpoint(out: Path, model: torch.nn.Module, opt: torch.optim.Optimize
     path = found[-1]
     try:
         state = json.loads((path / "state.json").read_text())
-    except (OSError, ValueError, RecursionError) as e:
+    except (OSError, *JSON_ERRORS) as e:
         raise UserError(f"checkpoint {path} is unreadable ({e})") from None
     step = int(_NAME.match(path.name).group(1))
     history = state.get("history") if isinstance(state, dict) else None

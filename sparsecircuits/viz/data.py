@@ -19,6 +19,7 @@ from ..circuits.nodes import parse_node
 from ..circuits.effects import ablation_effects, circuit_pruner
 from ..circuits.pruner import Pruner
 from ..circuits.run import circuit_corpus, reference_data
+from ..config_io import JSON_ERRORS
 from ..errors import UserError
 from ..model.config import NODE_LOCATIONS
 from ..tasks import get_task
@@ -124,7 +125,7 @@ def _validation(circuit: Circuit, circuit_dir: Path | None) -> tuple[dict | None
         report = json.loads(path.read_text())
         same = (report["task"], report["nodes"], report["edges"]) == (get_task(circuit.task).name,
                                                                       circuit.n_nodes, circuit.n_edges)
-    except (ValueError, RecursionError, KeyError, TypeError):
+    except (*JSON_ERRORS, KeyError, TypeError):
         return None, f"{path.name} is unreadable: run `sparsecircuits validate` again."
     if not same:
         return None, f"{path.name} is about another circuit: run `sparsecircuits validate` again."
