@@ -21,7 +21,7 @@ import types
 import torch
 
 from sparsecircuits import Trainer
-from sparsecircuits.circuits.calibration import task_outputs
+from sparsecircuits.tasks.evaluate import task_outputs
 from sparsecircuits.circuits.effects import node_effects
 from sparsecircuits.circuits.means import prompt_means
 from sparsecircuits.circuits.pruner import NodeScores, PruneConfig, Pruner, Training

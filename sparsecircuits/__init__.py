@@ -2,15 +2,15 @@
 from . import viz
 from .api import (ensure_corpus, evaluate, export_circuit, load, load_circuit, run_config, save, sparsify, steer_model,
                   train, validate_circuit)
-from .circuits import Circuit, PruneConfig, prune, search, validate
+from .circuits import Circuit, PruneConfig, node_name, prune, search, validate
 from .data import AdditionData, CharTokenizer
 from .errors import UserError
-from .model import NODE_LOCATIONS, ModelConfig, SparseTransformer, abs_topk, hook_names, node_name
+from .model import NODE_LOCATIONS, ModelConfig, SparseTransformer, abs_topk, hook_names
 from .sparsity import TopKProjector, density_at, lr_at, sparsified_parameters
-from .training import DataConfig, RunConfig, TrainConfig, Trainer, addition_report, sparsity_report
+from .training import DataConfig, RunConfig, TrainConfig, Trainer, answer_report, sparsity_report
 
 __all__ = ["viz", "ensure_corpus", "evaluate", "export_circuit", "load", "load_circuit", "run_config", "save",
            "sparsify", "steer_model", "train", "validate_circuit", "Circuit", "PruneConfig", "prune", "search", "validate", "AdditionData", "CharTokenizer", "UserError",
            "NODE_LOCATIONS", "ModelConfig", "SparseTransformer", "abs_topk", "hook_names", "node_name",
            "TopKProjector", "density_at", "lr_at", "sparsified_parameters", "DataConfig", "RunConfig",
-           "TrainConfig", "Trainer", "addition_report", "sparsity_report"]
+           "TrainConfig", "Trainer", "answer_report", "sparsity_report"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import atomic_write_json
+from .atomic import atomic_write_json, refuse_file
 from .circuits import Circuit, model_hash
 from .circuits.circuit import VALIDATION_FILE
 from .circuits.effects import ablation_effects, circuit_pruner
@@ -15,16 +15,18 @@ from .circuits.run import circuit_means
 from .circuits.validation import BINARISE_STEPS, validate
 from .config_io import from_dict, load_json, to_dict
 from .data.corpus import CorpusData, build_corpus
-from .errors import UserError
-from .model.io import load_model, save_model
+from .errors import UserError, check_number
+from .frontier.config import SweepConfig, sweep_preset
+from .model.io import CONFIG, load_model, save_model
 from .model.transformer import SparseTransformer
 from .tasks import get_task, required_tokens, resolve_tasks
 from .tasks.evaluate import evaluate_task
 from .training.bridges import load_bridged, site_of, steer
+from .training.checkpoint import checkpoints
 from .training.config import RUN_FILE, RunConfig
 from .training.distributed import resolve_device
-from .training.evaluate import addition_report, sparsity_report, validation_loss
-from .training.presets import PRESETS, preset
+from .training.evaluate import answer_report, sparsity_report, validation_loss
+from .training.presets import preset
 from .training.sparsify import sparsify_trainer
 from .training.trainer import Trainer, make_data
 
@@ -92,9 +94,8 @@ def run_config(preset_name: str | None = None, config: str | Path | None = None,
     if preset_name and config:
         raise UserError("give a preset or a config file, not both")
     if preset_name:
-        if preset_name not in PRESETS:  # refused before any corpus is built
-            raise UserError(f"unknown preset {preset_name!r} (known: {', '.join(PRESETS)})")
-        run = preset(preset_name, ensure_corpus(corpus, progress))
+        run = preset(preset_name, str(corpus))  # an unknown name is refused before any corpus is built
+        run = replace(run, data=replace(run.data, path=ensure_corpus(corpus, progress)))
     else:
         run = load_json(RunConfig, config) if config else RunConfig()
     if init_from is not None:
@@ -108,10 +109,26 @@ def run_config(preset_name: str | None = None, config: str | Path | None = None,
     return from_dict(RunConfig, {**to_dict(run), "model": model, "train": to_dict(run.train) | train_overrides})
 
 
+def sweep_config(preset_name: str | None = None, sweep_file: str | Path | None = None, quick: bool = False,
+                 corpus: str | Path = "corpus", progress=None) -> SweepConfig:
+    """A frontier sweep from a named preset (a corpus it needs built on first use) or a sweep file."""
+    if bool(preset_name) == bool(sweep_file):
+        raise UserError("give a sweep file or a preset (not both)")
+    if sweep_file:
+        if quick:
+            raise UserError("--quick is a setting of a preset, not of a sweep file")
+        return load_json(SweepConfig, sweep_file)
+    cfg = sweep_preset(preset_name, quick, str(corpus))  # an unknown name is refused before any corpus is built
+    if cfg.data.kind == "corpus":
+        cfg = replace(cfg, data=replace(cfg.data, path=ensure_corpus(corpus, progress)))
+    return cfg
+
+
 def train(run: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
           init: SparseTransformer | None = None) -> SparseTransformer:
     """Train `run` into `out`, starting from `init` or else from the model `run.init_from` names; with
     `resume`, continue from the newest checkpoint in `out` when there is one."""
+    _check_out(out, resume)
     if init is None and run.init_from:
         init = load(run.init_from)
     trainer = Trainer(run, out, init=init, progress=progress)
@@ -124,10 +141,20 @@ def sparsify(base: str | Path, density: float, out: str | Path, resume: bool = F
              data: str | Path | None = None, **train_overrides) -> SparseTransformer:
     """Sparsity-regularised finetuning of the model in `base` down to `density` (METHOD 4), on its own
     data or on the corpus `data` (a model from elsewhere, e.g. a Hugging Face GPT-2, needs one)."""
+    _check_out(out, resume)
     trainer = sparsify_trainer(base, density, out, progress=progress, data=data, **train_overrides)
     if resume:
         trainer.resume()
     return trainer.fit()
+
+
+def _check_out(out: str | Path, resume: bool) -> None:
+    """A run's output folder: not a file, and not a finished or started run unless resuming it (a new
+    run's first checkpoint would delete the old run's)."""
+    refuse_file(out)
+    out = Path(out)
+    if not resume and out.is_dir() and ((out / CONFIG).exists() or checkpoints(out)):
+        raise UserError(f"{out} already holds a model or checkpoint: resume it (--resume) or choose another folder")
 
 
 def evaluate(path: str | Path, device: str = "cpu", tasks: str | None = None, n: int = 200,
@@ -144,7 +171,7 @@ def evaluate(path: str | Path, device: str = "cpu", tasks: str | None = None, n:
             raise UserError(f"corpus tokenizer has {data.tokenizer.vocab_size} tokens, model vocab is {model.cfg.vocab_size}")
         report.update(validation_loss(model, data, device))
     elif run is not None:
-        report.update(addition_report(model, make_data(run), device))
+        report.update(answer_report(model, make_data(run), device))
     if tasks:
         if model.tokenizer is None:
             raise UserError(f"{path} has no tokenizer: task prompts cannot be tokenized (pass --tokenizer DIR)")
@@ -171,6 +198,7 @@ def steer_model(model_dir: str | Path, channel: str, value: float, task: str | N
     """Edit one channel of a model trained with bridges (`train --bridge-to`) and carry the edit into its
     dense twin (METHOD 4): the prompt and two candidate answers come from a task's first test pair, or
     are given. Returns the candidates' probabilities, sparse before/after and dense at each strength."""
+    check_number("the steered value (--value)", value, -1e6, 1e6)  # far past any activation; the softmax overflows to NaN
     sparse, dense, bridges = load_bridged(model_dir)
     tok = sparse.tokenizer
     if tok is None:

@@ -39,6 +39,12 @@ def remove_stale(path: Path) -> None:
             shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
 
 
+def refuse_file(folder: str | Path) -> None:
+    """Refuse an output folder whose path is an existing file, before any work."""
+    if Path(folder).exists() and not Path(folder).is_dir():
+        raise UserError(f"output folder {folder} exists and is not a directory")
+
+
 def refuse_dirs(*paths: str | Path) -> None:
     """Refuse output files whose path is an existing folder, before anything is written."""
     for p in paths:

@@ -57,6 +57,9 @@ def test_steering_moves_the_dense_model_the_way_it_moves_the_sparse_one(bridged,
                          candidates=(example.correct, tok.decode([b])))
     assert api["sparse_edited"][1] == pytest.approx(float(r["sparse_edited"][b].exp()), rel=1e-5)
     assert api["dense"][1.0] == pytest.approx([float(r["dense"][1.0][i].exp()) for i in (a, b)], rel=1e-5)
+    with pytest.raises(sc.UserError, match="steered value"):  # the API checks what the CLI passes it
+        sc.steer_model(bridged, f"{site}[{channel}]", float("nan"), prompt=example.prompt,
+                       candidates=(example.correct, tok.decode([b])))
     assert main(["steer", str(bridged), "--channel", f"{site}[{channel}]", "--value", str(value),
                  "--prompt", example.prompt, "--tokens", f"{example.correct},{tok.decode([b])}"]) == 0
     assert "dense, strength 1.00" in capsys.readouterr().out

@@ -9,9 +9,9 @@ import torch
 import sparsecircuits as sc
 from sparsecircuits import RunConfig
 from sparsecircuits.circuits import (MEAN_FILE, Calibration, Circuit, PruneConfig, Pruner, circuit_edges,
-                                     compute_means, load_or_compute_means, model_hash, node_sites, prompt_means,
-                                     prune, resolve_means, validate)
-from sparsecircuits.circuits.calibration import _objective, fit_calibration, loss_with, task_outputs
+                                     compute_means, load_or_compute_means, model_hash, node_name, node_site,
+                                     node_sites, parse_node, prompt_means, prune, resolve_means, validate)
+from sparsecircuits.circuits.calibration import _objective, fit_calibration, loss_with
 from sparsecircuits.circuits.effects import node_effects
 from sparsecircuits.circuits.cleanup import _on_target, cleanup
 from sparsecircuits.circuits.groundtruth import PLANTED
@@ -20,7 +20,7 @@ from sparsecircuits.circuits.validation import binarised
 from sparsecircuits.cli import main
 from sparsecircuits.errors import UserError
 from sparsecircuits.tasks import Example, ListTask, get_task
-from sparsecircuits.tasks.evaluate import EncodedTask
+from sparsecircuits.tasks.evaluate import EncodedTask, task_outputs
 
 from conftest import small_config
 
@@ -29,7 +29,22 @@ FAST = dict(steps=150, n_train=256, n_test=128, batch_pairs=32, progress=False)
 
 
 def names(nodes: dict) -> set[str]:
-    return {f"{site}[{c}]" for site, chans in nodes.items() for c in chans}
+    return {node_name(site, c) for site, chans in nodes.items() for c in chans}
+
+
+def test_node_names_are_hook_names_with_a_channel_and_parse_back():
+    cfg = small_config()
+    sites = node_sites(cfg)
+    assert len(sites) == 8 * cfg.n_layer and set(sites) <= set(sc.hook_names(cfg.n_layer))
+    for site, width in sites.items():
+        name = node_name(site, width - 1)
+        assert node_site(name) == (site, width - 1)
+        layer, location, channel = parse_node(name)
+        assert f"{layer}.{location}" == site and channel == width - 1
+    assert node_name("3.attn.q", 17) == "3.attn.q[17]" == sc.node_name("3.attn.q", 17)
+    for bad in ("final_resid[0]", "1.attn.y[2]", "1.attn.q[x]", "1.attn.q", "a.mlp.post_act[3]"):
+        with pytest.raises(ValueError):
+            parse_node(bad)
 
 
 def test_gate_is_soft_or_hard_forward_with_a_sigmoid_slope_backward():

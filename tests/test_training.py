@@ -174,7 +174,7 @@ def test_dense_training_learns_one_digit_addition(tmp_path):
     report = sc.evaluate(tmp_path / "m")
     assert report["accuracy"] >= 0.9, report
     assert report["density"] == 1.0
-    assert sc.addition_report(model, AdditionData(n_digits=1, n_test=20))["accuracy"] == report["accuracy"]
+    assert sc.answer_report(model, AdditionData(n_digits=1, n_test=20))["accuracy"] == report["accuracy"]
 
 
 def test_sparsify_anneals_a_dense_model_to_the_target_and_keeps_the_base(tmp_path):
@@ -189,6 +189,10 @@ def test_sparsify_anneals_a_dense_model_to_the_target_and_keeps_the_base(tmp_pat
     c_attn = sparse.blocks[0].attn.c_attn.weight
     assert int((c_attn != 0).sum()) == round(0.05 * c_attn.numel())
     assert sc.evaluate(tmp_path / "base")["density"] == 1.0
+    for again in (lambda: sc.train(base, tmp_path / "base", progress=False),
+                  lambda: sc.sparsify(tmp_path / "base", 0.05, tmp_path / "sparse", progress=False, steps=20)):
+        with pytest.raises(sc.UserError, match="already holds a model"):  # a new run would delete the old one's
+            again()
 
 
 def test_run_config_merges_a_file_a_starting_model_and_overrides(tmp_path):

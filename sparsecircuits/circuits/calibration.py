@@ -23,16 +23,6 @@ BIAS_PRIOR = 1e-4   # a weak pull of the biases to 0, so that the fit is unique 
 NEWTON_STEPS = 50   # Newton converges in 5-15 steps; this is a cap, never reached in the tests
 
 
-def task_outputs(last: torch.Tensor, enc: EncodedTask) -> torch.Tensor:
-    """From the (n, vocab) logits of each prompt's last position (`model(tokens, last=enc.last)`):
-    binary tasks, correct minus wrong logit; vocabulary tasks, those logits."""
-    last = last.float()
-    if not enc.binary:
-        return last
-    correct, wrong = enc.correct.to(last.device), enc.wrong.to(last.device)
-    return last.gather(1, correct[:, None])[:, 0] - last.gather(1, wrong[:, None])[:, 0]
-
-
 @dataclass
 class Calibration:
     """`scale * logits + bias[token]`, bias over the task's candidate tokens (`EncodedTask.candidates`)."""

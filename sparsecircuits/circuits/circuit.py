@@ -20,7 +20,7 @@ from ..errors import UserError, check_seed
 from .calibration import Calibration
 from .edges import Edge
 from .masks import ablation_hooks
-from .nodes import node_sites, parse_node
+from .nodes import node_name, node_sites, parse_node
 
 CIRCUIT_FILE = "circuit.json"
 VALIDATION_FILE = "validation.json"  # `validate`'s report, beside the circuit
@@ -50,7 +50,7 @@ class Circuit:
 
     @property
     def node_names(self) -> list[str]:
-        return [f"{site}[{c}]" for site, chans in self.nodes.items() for c in chans]
+        return [node_name(site, c) for site, chans in self.nodes.items() for c in chans]
 
     def gates(self, cfg, device="cpu") -> dict[str, torch.Tensor]:
         gates = {name: torch.zeros(w, device=device) for name, w in node_sites(cfg).items()}
@@ -106,7 +106,7 @@ class Circuit:
         for name in ("loss", "full_loss", "target"):
             if not math.isfinite(getattr(self, name)):
                 raise UserError(f"circuit {name} must be a finite number, got {getattr(self, name)}")
-        negative = next((f"{site}[{c}]" for site, chans in self.nodes.items() for c in chans if c < 0), None)
+        negative = next((node_name(site, c) for site, chans in self.nodes.items() for c in chans if c < 0), None)
         if negative:
             raise UserError(f"circuit node {negative} is out of range")
 
@@ -118,7 +118,7 @@ class Circuit:
                 raise UserError(f"{source}: node site {site!r} is not one of this model's sites")
             beyond = [c for c in chans if c >= sites[site]]
             if beyond:
-                raise UserError(f"{source}: node {site}[{beyond[0]}] is out of range (the site has {sites[site]} channels)")
+                raise UserError(f"{source}: node {node_name(site, beyond[0])} is out of range (the site has {sites[site]} channels)")
 
     def ablated_model(self, model, means: dict[str, torch.Tensor] | None = None) -> "AblatedModel":
         """`model` running with every node outside the circuit ablated (mean, or zero without means)."""

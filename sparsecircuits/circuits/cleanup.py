@@ -24,14 +24,14 @@ MAX_ROUNDS = 8
 MIN_GAIN = 0.05       # another round only after one that cut the size by this fraction
 
 
-def cleanup(pruner: Pruner, gates: dict[str, torch.Tensor], rounds: int = MAX_ROUNDS) -> tuple[dict, float, list]:
+def cleanup(pruner: Pruner, gates: dict[str, torch.Tensor]) -> tuple[dict, float, list]:
     """The cleaned gates, their held-out loss and the (nodes, loss) curve of every accepted drop.
     `pruner.calib` must be the calibration of `gates`; it is left as that of the result."""
     target = pruner.cfg.target_loss
     gates = {site: g.clone() for site, g in gates.items()}
     loss = pruner.loss(pruner.test, gates)
     curve = [(_count(gates), loss)]
-    for r in range(rounds):
+    for r in range(MAX_ROUNDS):
         if r:  # the first round starts from the calibration fitted to these gates
             loss = _refit(pruner, gates, loss)
             curve[-1] = (curve[-1][0], loss)

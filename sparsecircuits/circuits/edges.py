@@ -8,7 +8,7 @@ of the same channel, weighted by the reading norm's scale for that channel (an e
 nonzero).
 
 `edge_blocks` lists every place an edge can be; `circuit_edges` reads a circuit's edges from it and
-`edge_count` counts them for gates between 0 and 1, so that pruning can weigh a node by its edges.
+`EdgeCounter` counts them for gates between 0 and 1, so that pruning can weigh a node by its edges.
 """
 from __future__ import annotations
 
@@ -16,36 +16,40 @@ from dataclasses import dataclass
 
 import torch
 
+from .nodes import node_name
+
 Edge = tuple[str, str, float]
 
 
 @dataclass
-class Block:
+class WeightBlock:
+    """The weights joining the nodes of two sites: where an edge can be."""
+
     source: str             # site of the source nodes
     target: str             # site of the target nodes
     weight: torch.Tensor    # (target width, source width), or (width,) for a residual link (channel c -> c)
 
 
 @torch.no_grad()
-def edge_blocks(model) -> list[Block]:
-    cfg, blocks = model.cfg, []
+def edge_blocks(model) -> list[WeightBlock]:
+    cfg, out = model.cfg, []
     A = cfg.d_attn
     for L, block in enumerate(model.blocks):
         w_qkv = block.attn.c_attn.weight
         for i, part in enumerate(("q", "k", "v")):
-            blocks.append(Block(f"{L}.attn.act_in", f"{L}.attn.{part}", w_qkv[i * A:(i + 1) * A]))
-        blocks.append(Block(f"{L}.attn.v", f"{L}.attn.resid_delta", block.attn.c_proj.weight))
-        blocks.append(Block(f"{L}.mlp.act_in", f"{L}.mlp.post_act", block.mlp.c_fc.weight))
-        blocks.append(Block(f"{L}.mlp.post_act", f"{L}.mlp.resid_delta", block.mlp.c_proj.weight))
+            out.append(WeightBlock(f"{L}.attn.act_in", f"{L}.attn.{part}", w_qkv[i * A:(i + 1) * A]))
+        out.append(WeightBlock(f"{L}.attn.v", f"{L}.attn.resid_delta", block.attn.c_proj.weight))
+        out.append(WeightBlock(f"{L}.mlp.act_in", f"{L}.mlp.post_act", block.mlp.c_fc.weight))
+        out.append(WeightBlock(f"{L}.mlp.post_act", f"{L}.mlp.resid_delta", block.mlp.c_proj.weight))
     # residual stream: writes in forward order reach every later read of the same channel
     order = [(L, part) for L in range(cfg.n_layer) for part in ("attn", "mlp")]
     for w_i, (wl, wp) in enumerate(order):
         for rl, rp in order[w_i + 1:]:
             norm = getattr(model.blocks[rl], "ln_1" if rp == "attn" else "ln_2")
             scale = getattr(norm, "weight", None)
-            blocks.append(Block(f"{wl}.{wp}.resid_delta", f"{rl}.{rp}.act_in",
-                                torch.ones(cfg.d_model) if scale is None else scale.detach()))
-    return blocks
+            out.append(WeightBlock(f"{wl}.{wp}.resid_delta", f"{rl}.{rp}.act_in",
+                                    torch.ones(cfg.d_model) if scale is None else scale.detach()))
+    return out
 
 
 @torch.no_grad()
@@ -58,11 +62,11 @@ def circuit_edges(model, nodes: dict[str, list[int]]) -> list[Edge]:
         if b.weight.dim() == 1:
             for c in sorted(set(src) & set(dst)):
                 if b.weight[c] != 0:
-                    out.append((f"{b.source}[{c}]", f"{b.target}[{c}]", float(b.weight[c])))
+                    out.append((node_name(b.source, c), node_name(b.target, c), float(b.weight[c])))
             continue
         sub = b.weight[dst][:, src]
         rows, cols = torch.nonzero(sub, as_tuple=True)
-        out += [(f"{b.source}[{src[c]}]", f"{b.target}[{dst[r]}]", float(sub[r, c]))
+        out += [(node_name(b.source, src[c]), node_name(b.target, dst[r]), float(sub[r, c]))
                 for r, c in zip(rows.tolist(), cols.tolist())]
     return out
 

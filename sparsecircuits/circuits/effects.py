@@ -1,5 +1,6 @@
 """Ablation effect of nodes: how much a circuit's held-out task loss rises when one more node is
-ablated. The cleanup drops the cheapest first; the viewer and the exported graphs show it per node."""
+ablated. The cleanup skips nodes whose effect is well above the headroom left; the viewer and the
+exported graphs show it per node."""
 from __future__ import annotations
 
 import torch
@@ -8,7 +9,7 @@ from ..tasks import get_task
 from ..tasks.evaluate import EncodedTask
 from .calibration import Calibration, calibrated_loss
 from .circuit import Circuit
-from .nodes import parse_node
+from .nodes import node_site
 from .pruner import PruneConfig, Pruner
 
 
@@ -48,6 +49,6 @@ def node_effects(pruner: Pruner, gates: dict[str, torch.Tensor], nodes: list[tup
 
 def ablation_effects(pruner: Pruner, circuit: Circuit, names: list[str], batch: int = 16) -> list[float]:
     """`node_effects` of a saved circuit's nodes, given by name."""
-    nodes = [(f"{layer}.{loc}", ch) for layer, loc, ch in map(parse_node, names)]
+    nodes = [node_site(name) for name in names]
     return node_effects(pruner, circuit.gates(pruner.model.cfg, pruner.device), nodes, circuit.calibration,
                         batch=batch)

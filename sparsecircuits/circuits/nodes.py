@@ -17,11 +17,23 @@ def node_sites(cfg: ModelConfig) -> dict[str, int]:
     return {f"{layer}.{loc}": cfg.width(loc) for layer in range(cfg.n_layer) for loc in NODE_LOCATIONS}
 
 
+def node_name(site: str, channel: int) -> str:
+    """`3.attn.q`, 17 -> `3.attn.q[17]`: channel 17 of the hook `3.attn.q`."""
+    return f"{site}[{channel}]"
+
+
 def parse_node(name: str) -> tuple[int, str, int]:
+    """`3.attn.q[17]` -> (3, `attn.q`, 17); a ValueError for a name that is no node."""
     m = NODE_RE.match(name)
     if not m or m.group(2) not in NODE_LOCATIONS:
         raise ValueError(f"not a node name: {name!r} (expected e.g. '3.attn.q[17]')")
     return int(m.group(1)), m.group(2), int(m.group(3))
+
+
+def node_site(name: str) -> tuple[str, int]:
+    """`3.attn.q[17]` -> (`3.attn.q`, 17): the hook the node lives in, and its channel."""
+    layer, location, channel = parse_node(name)
+    return f"{layer}.{location}", channel
 
 
 def gates_to_nodes(gates) -> dict[str, list[int]]:

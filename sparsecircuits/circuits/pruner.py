@@ -8,7 +8,8 @@
    training settles on is the set it was judged as.
 2. Keep the open nodes. If their held-out loss misses the target, train on from there with a lower
    margin (a repair), never adding closed nodes by rank.
-3. Clean up (`cleanup.py`): drop kept nodes cheapest first while the held-out loss stays on target.
+3. Clean up (`cleanup.py`): drop kept nodes, those whose closing saves the most size first, while the
+   held-out loss stays on target.
 """
 from __future__ import annotations
 
@@ -20,8 +21,8 @@ from tqdm.auto import tqdm
 
 from ..errors import UserError, check_number, check_seed
 from ..tasks.base import Task
-from ..tasks.evaluate import EncodedTask, encode_examples
-from .calibration import Calibration, calibrated_loss, fit_calibration, loss_with, task_outputs
+from ..tasks.evaluate import EncodedTask, encode_examples, task_outputs
+from .calibration import Calibration, calibrated_loss, fit_calibration, loss_with
 from .edges import EdgeCounter
 from .masks import ABLATIONS, NodeScores, ablation_hooks
 from .nodes import node_sites
@@ -138,8 +139,8 @@ class Pruner:
         return torch.cat(outs)[torch.argsort(order).to(self.device)]
 
     @torch.no_grad()
-    def loss(self, enc: EncodedTask, gates, calibrated: bool = True, extra_hooks=()) -> float:
-        return loss_with(self.run(enc, gates, extra_hooks), enc, self.calib if calibrated else Calibration())
+    def loss(self, enc: EncodedTask, gates, calibrated: bool = True) -> float:
+        return loss_with(self.run(enc, gates), enc, self.calib if calibrated else Calibration())
 
     @torch.no_grad()
     def fit(self, gates) -> Calibration:

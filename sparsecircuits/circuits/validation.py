@@ -15,7 +15,8 @@ from ..errors import UserError
 from ..model.transformer import SparseTransformer
 from ..sparsity.projection import sparsified_parameters
 from ..tasks.base import Example, Task
-from .calibration import Calibration, calibrated_loss, fit_calibration, loss_with, task_outputs
+from ..tasks.evaluate import task_outputs
+from .calibration import Calibration, calibrated_loss, fit_calibration, loss_with
 from .circuit import Circuit
 from .means import compute_means
 from .pruner import PruneConfig, Pruner

@@ -11,18 +11,16 @@ from pathlib import Path
 
 
 from .. import api, viz
-from ..atomic import atomic_write_json, refuse_dirs
+from ..atomic import atomic_write_json, refuse_dirs, refuse_file
 from ..circuits import prune, search
 from ..circuits.circuit import CIRCUIT_FILE
 from ..circuits.export import FORMATS
 from ..data.corpus import build_corpus
-from ..config_io import load_json
-from ..errors import UserError, check_number
-from ..frontier import SweepConfig, model_activations, run_sweep, sweep_preset, write_activation_figure
-from ..frontier.activations import SETS
-from ..frontier.config import PRESETS as SWEEPS, QUICK as QUICK_SWEEPS
+from ..errors import UserError
+from ..frontier import model_activations, run_sweep, save_activations
+from ..frontier.activations import FIGURE_FILE, REPORT_FILE, SETS
+from ..frontier.config import PRESETS as SWEEPS
 from ..tasks import TASKS, get_task, required_tokens
-from ..training.checkpoint import checkpoints
 from ..training.presets import PRESETS
 from .demo import run_demo
 from .report import format_activations, format_frontier, format_report, format_validation
@@ -57,18 +55,6 @@ def _finite(text: str) -> float:
     return value
 
 
-def _refuse_file(out: str | Path) -> None:
-    """An --out folder that is an existing file is refused before any work."""
-    if Path(out).exists() and not Path(out).is_dir():
-        raise UserError(f"--out {out} exists and is not a directory")
-
-
-def _check_out(out: Path, resume: bool) -> None:
-    _refuse_file(out)
-    if not resume and out.is_dir() and ((out / "config.json").exists() or checkpoints(out)):
-        raise UserError(f"{out} already holds a model or checkpoint: pass --resume or choose another --out")
-
-
 def _train_overrides(args) -> dict:
     keys = ("steps", "batch_size", "lr", "seed", "device", "autocast", "checkpoint_every")
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
@@ -79,14 +65,12 @@ def cmd_train(args) -> None:
     run = api.run_config(args.preset, args.config, args.corpus, args.init_from, args.bridge_to,
                          model_overrides={"afrac": args.afrac} if args.afrac is not None else None,
                          progress=lambda m: print(m, file=sys.stderr), **train)
-    _check_out(Path(args.out), args.resume)
     api.train(run, args.out, resume=args.resume, progress=not args.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"saved model to {args.out}")
 
 
 def cmd_sparsify(args) -> None:
-    _check_out(Path(args.out), args.resume)
     overrides = _train_overrides(args)
     if args.distill_weight is not None:
         overrides["distill_weight"] = args.distill_weight
@@ -130,7 +114,7 @@ def cmd_tasks_show(args) -> None:
 
 
 def cmd_prune(args) -> None:
-    _refuse_file(args.out)
+    refuse_file(args.out)
     refuse_dirs(Path(args.out) / CIRCUIT_FILE)
     model = api.load(args.model, tokenizer=args.tokenizer, causal=False if args.bidirectional else None)
     task = get_task(args.task)
@@ -196,7 +180,6 @@ def cmd_export(args) -> None:
 
 
 def cmd_steer(args) -> None:
-    check_number("--value", args.value, -1e6, 1e6)  # far past any activation, and the softmax overflows to NaN
     candidates = tuple(args.tokens.split(",", 1)) if args.tokens and "," in args.tokens else None
     if args.tokens and candidates is None:
         raise UserError("--tokens needs two candidates, A,B")
@@ -212,18 +195,7 @@ def cmd_steer(args) -> None:
 
 
 def cmd_frontier(args) -> None:
-    if bool(args.preset) == bool(args.sweep):
-        raise UserError("give a sweep file or --preset NAME (not both)")
-    if args.preset and args.preset not in SWEEPS:
-        raise UserError(f"unknown sweep preset {args.preset!r} (known: {', '.join(SWEEPS)})")
-    if args.quick and args.preset not in QUICK_SWEEPS:
-        raise UserError(f"--quick is a setting of --preset {' and '.join(QUICK_SWEEPS)}")
-    if args.sweep:
-        cfg = load_json(SweepConfig, args.sweep)
-    else:
-        corpus = (api.ensure_corpus(args.corpus, lambda m: print(m, file=sys.stderr))
-                  if args.preset.startswith("python") else args.corpus)
-        cfg = sweep_preset(args.preset, args.quick, corpus)
+    cfg = api.sweep_config(args.preset, args.sweep, args.quick, args.corpus, lambda m: print(m, file=sys.stderr))
     summary = run_sweep(cfg, args.out, jobs=args.jobs, progress=not args.quiet, only=args.cell)
     if summary:
         print(format_frontier(summary))
@@ -237,18 +209,17 @@ def cmd_activations(args) -> None:
     if len(paths) > 1:
         raise UserError(f"give at most one corpus or text file, got {', '.join(paths)}")
     out = Path(args.out)
-    _refuse_file(out)
-    refuse_dirs(out / "activations.json", out / "activations.png")
+    refuse_file(out)
+    refuse_dirs(out / REPORT_FILE, out / FIGURE_FILE)
     report = model_activations(args.model, sets, paths[0] if paths else None, n=args.n, corpus=args.corpus)
-    atomic_write_json(out / "activations.json", report)
-    write_activation_figure(report, out / "activations.png")
+    files = save_activations(report, out)
     print(f"activation sparsity of {args.model} at every node location (means over locations):")
     print(format_activations(report))
-    print(f"wrote {out / 'activations.json'} and {out / 'activations.png'}")
+    print(f"wrote {files[0]} and {files[1]}")
 
 
 def cmd_demo(args) -> None:
-    _refuse_file(args.out)
+    refuse_file(args.out)
     run_demo(Path(args.out), quick=args.quick, progress=not args.quiet)
 
 
@@ -273,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--checkpoint-every", type=int)
         sp.add_argument("--device", help="auto (default), cpu, cuda, cuda:N")
         sp.add_argument("--autocast", choices=["auto", "bf16", "none"], help="auto (default): bf16 on GPUs, fp32 on CPUs")
-        sp.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+        sp.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in OUT")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
 
     t = sub.add_parser("train", help="train a model (weight-sparse when --density < 1)")

@@ -142,7 +142,7 @@ class _Split:
 class Corpus:
     """A built corpus: its tokenizer and memory-mapped token shards, checked against the manifest."""
 
-    def __init__(self, path: str | Path, verify: bool = True):
+    def __init__(self, path: str | Path):
         self.path = Path(path)
         if not self.path.is_dir():
             raise UserError(f"corpus directory {self.path} does not exist")
@@ -158,26 +158,26 @@ class Corpus:
         if not tok_path.exists():
             raise UserError(f"corpus {self.path} has no tokenizer.json")
         tok_text = tok_path.read_bytes()
-        if verify and hashlib.sha256(tok_text).hexdigest() != self.manifest.get("tokenizer_sha256"):
+        if hashlib.sha256(tok_text).hexdigest() != self.manifest.get("tokenizer_sha256"):
             raise UserError(f"{tok_path} does not match the manifest's hash")
         self.tokenizer = BPETokenizer.from_json(tok_text.decode("utf-8"))
         if self.tokenizer.eot_id != eot:
             raise UserError(f"corpus tokenizer end-of-text id {self.tokenizer.eot_id} != manifest {eot}")
         try:
-            self.splits = {name: self._open(name, spec, verify) for name, spec in splits.items()}
+            self.splits = {name: self._open(spec) for name, spec in splits.items()}
         except UserError:
             raise
         except (KeyError, TypeError, ValueError, AttributeError) as e:  # a manifest field of the wrong type
             raise UserError(f"{self.path / MANIFEST} is corrupt ({type(e).__name__}: {e})") from None
 
-    def _open(self, name: str, spec: dict, verify: bool) -> _Split:
+    def _open(self, spec: dict) -> _Split:
         arrays = []
         for shard in spec["shards"]:
             f = self.path / shard["file"]
             if not f.exists() or f.stat().st_size != 2 * shard["tokens"]:
                 raise UserError(f"corpus shard {f} is missing or has the wrong size (corrupt corpus)")
             arr = np.memmap(f, dtype=np.uint16, mode="r") if shard["tokens"] else np.zeros(0, np.uint16)
-            if verify and hashlib.sha256(arr.tobytes()).hexdigest() != shard["sha256"]:
+            if hashlib.sha256(arr.tobytes()).hexdigest() != shard["sha256"]:
                 raise UserError(f"corpus shard {f} does not match its hash in the manifest (corrupt corpus)")
             if shard["tokens"] and int(arr.max()) >= self.vocab_size:
                 raise UserError(f"corpus shard {f} holds token ids outside the vocabulary")

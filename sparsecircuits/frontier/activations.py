@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import atomic_path, atomic_write_json, refuse_dirs
 from ..data.corpus import CorpusData
 from ..errors import UserError
 from ..config_io import load_json
@@ -30,6 +30,7 @@ from ..training.trainer import make_data
 
 NEAR_ZERO = 0.1
 SETS = ("familiar", "harder", "shuffled")
+REPORT_FILE, FIGURE_FILE = "activations.json", "activations.png"
 
 
 def input_sets(model, data, names=SETS, other: str | Path | None = None, n: int = 256,
@@ -155,6 +156,14 @@ class Tally:
         top = self.mass.topk(max(1, math.ceil(0.01 * len(self.mass)))).values.sum() / self.mass.sum().clamp_min(1e-30)
         return {"near_zero": round(self.near / self.entries, 5), "hoyer": round(self.hoyer / self.rows, 5),
                 "top1_share": round(float(top), 5)}
+
+
+def save_activations(report: dict, out: str | Path) -> tuple[Path, Path]:
+    """The report and its figure, `activations.json` and `activations.png` in the folder `out`."""
+    out = Path(out)
+    refuse_dirs(out / REPORT_FILE, out / FIGURE_FILE)
+    atomic_write_json(out / REPORT_FILE, report)
+    return out / REPORT_FILE, write_activation_figure(report, out / FIGURE_FILE)
 
 
 def write_activation_figure(report: dict, out: str | Path) -> Path:

@@ -19,6 +19,7 @@ from ..model.config import ModelConfig
 from ..sparsity.projection import check_density
 from ..tasks import BRACKET_TASKS, PYTHON_TASKS
 from ..training.config import DataConfig, RunConfig, TrainConfig
+from .activations import SETS
 
 SWEEP_FILE = "sweep.json"
 
@@ -59,7 +60,7 @@ class SweepConfig:
     curve_targets: list[float] = field(default_factory=list)  # more targets, on one task ...
     curve_cells: list[str] = field(default_factory=list)      # ... of these cells (default: a sparse, a dense)
     curve_task: str = ""             # that task ("": the last one)
-    activation_sets: list[str] = field(default_factory=lambda: ["familiar", "harder", "shuffled"])
+    activation_sets: list[str] = field(default_factory=lambda: list(SETS))
 
     def __post_init__(self):
         for name in ("dense_steps", "sparsify_steps"):
@@ -107,9 +108,9 @@ class SweepConfig:
         unknown = sorted(set(self.controls) - set(CONTROLS))
         if unknown:
             raise UserError(f"unknown control(s) {', '.join(unknown)} (known: {', '.join(CONTROLS)})")
-        unknown = sorted(set(self.activation_sets) - {"familiar", "harder", "shuffled"})
+        unknown = sorted(set(self.activation_sets) - set(SETS))
         if unknown:
-            raise UserError(f"unknown activation set(s) {', '.join(unknown)} (known: familiar, harder, shuffled)")
+            raise UserError(f"unknown activation set(s) {', '.join(unknown)} (known: {', '.join(SETS)})")
 
     def cells(self) -> list[Cell]:
         """The grid in training order: sparse and dense cells first, then the sparsified ones."""

@@ -26,7 +26,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import api
-from ..atomic import atomic_write_json, atomic_write_text
+from ..atomic import atomic_write_json, atomic_write_text, refuse_file
 from ..circuits import prune
 from ..circuits.run import UnreachableTarget
 from ..circuits.validation import control_prunings
@@ -39,7 +39,7 @@ from ..training.checkpoint import newest_step
 from ..training.config import RUN_FILE, RunConfig
 from ..training.distributed import resolve_device
 from ..training.trainer import make_data
-from .activations import activation_sparsity, input_sets
+from .activations import activation_sparsity, input_sets, save_activations
 from .config import SWEEP_FILE, Cell, SweepConfig
 from .summary import summarize, write_frontier_figures
 
@@ -72,8 +72,7 @@ def check_tasks(cfg: SweepConfig) -> None:
 def prepare(cfg: SweepConfig, out: str | Path) -> Path:
     """Check the sweep and its output folder, then write `sweep.json` (a rerun must be the same sweep)."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} exists and is not a directory")
+    refuse_file(out)
     check_tasks(cfg)
     saved = out / SWEEP_FILE
     if saved.exists():
@@ -365,11 +364,12 @@ def _train(cfg: SweepConfig, cell: Cell, out: Path, model_dir: Path, progress: b
 
 
 def _activations(cfg: SweepConfig, model, model_dir: Path) -> dict:
-    """Mean activation sparsity per input set (the full table is `activations.json` in the cell)."""
+    """Mean activation sparsity per input set (the full table and its figure are `activations.json` and
+    `activations.png` in the cell)."""
     run = load_json(RunConfig, model_dir / RUN_FILE)
     sets = input_sets(model, make_data(run), cfg.activation_sets)
     report = activation_sparsity(model, sets)
-    atomic_write_json(model_dir.parent / "activations.json", report)
+    save_activations(report, model_dir.parent)
     return {s: r["mean"] for s, r in report.items()}
 
 

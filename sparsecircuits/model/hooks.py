@@ -24,10 +24,6 @@ def hook_names(n_layer: int) -> list[str]:
     return [f"{i}.{h}" for i in range(n_layer) for h in LAYER_HOOKS] + ["final_resid", "final_norm_scale"]
 
 
-def node_name(layer: int, location: str, channel: int) -> str:
-    return f"{layer}.{location}[{channel}]"
-
-
 class HookPoints:
     """The registry a model and its blocks share; not a Module, so it holds no state dict."""
 

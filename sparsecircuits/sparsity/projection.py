@@ -121,7 +121,6 @@ class TopKProjector:
             raise UserError(f"vector_density must be sqrt or same, got {vector_density!r}")
         self.min_per_neuron, self.vector_density = min_per_neuron, vector_density
         self.slots = [_Slot(name, p) for name, p in named_params]
-        self.numel = sum(s.param.numel() for s in self.slots)
 
     def budget(self, slot: _Slot, density: float) -> tuple[int, int]:
         """(k, j): entries kept, and entries reserved per row (0 where the reserve cannot fit)."""

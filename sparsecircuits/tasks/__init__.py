@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ..errors import UserError
 from .arithmetic import ARITHMETIC_TASKS, addition_task
-from .base import Example, Pair, Task
+from .base import Example, Task
 from .brackets import BRACKET_TASKS, bracket_task
 from .custom import ListTask, load_jsonl_task
 from .python import PYTHON_TASKS
@@ -43,6 +43,6 @@ def required_tokens() -> list[str]:
     return sorted({c for t in PYTHON_TASKS.values() for c in t.candidates})
 
 
-__all__ = ["ARITHMETIC_TASKS", "BRACKET_TASKS", "PYTHON_TASKS", "TASKS", "Example", "ListTask", "Pair", "Task", "addition_task",
+__all__ = ["ARITHMETIC_TASKS", "BRACKET_TASKS", "PYTHON_TASKS", "TASKS", "Example", "ListTask", "Task", "addition_task",
            "bracket_task",
            "get_task", "load_jsonl_task", "register_task", "required_tokens", "resolve_tasks"]

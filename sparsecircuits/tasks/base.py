@@ -21,9 +21,6 @@ class Example:
     wrong: str | None = None
 
 
-Pair = tuple[Example, Example]
-
-
 @dataclass
 class Task:
     """A named generator. `make(rng)` returns one contrast pair (or, for `binary=False`, one or more

@@ -69,15 +69,23 @@ def encode_examples(task: Task, examples: list[Example], tokenizer, block_size: 
                        torch.tensor([position[e.wrong] if e.wrong is not None else 0 for e in examples]))
 
 
-def task_losses(last: torch.Tensor, enc: EncodedTask) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-example loss and correctness from the (n, vocab) logits of each prompt's last position."""
+def task_outputs(last: torch.Tensor, enc: EncodedTask) -> torch.Tensor:
+    """From the (n, vocab) logits of each prompt's last position (`model(tokens, last=enc.last)`):
+    binary tasks, correct minus wrong logit; vocabulary tasks, those logits."""
     last = last.float()
-    correct = enc.correct.to(last.device)
-    if enc.binary:
-        pair = torch.stack([last.gather(1, correct[:, None])[:, 0],
-                            last.gather(1, enc.wrong.to(last.device)[:, None])[:, 0]], dim=1)
-        return -F.log_softmax(pair, dim=1)[:, 0], pair[:, 0] > pair[:, 1]
-    return F.cross_entropy(last, correct, reduction="none"), last.argmax(1) == correct
+    if not enc.binary:
+        return last
+    correct, wrong = enc.correct.to(last.device), enc.wrong.to(last.device)
+    return last.gather(1, correct[:, None])[:, 0] - last.gather(1, wrong[:, None])[:, 0]
+
+
+def task_losses(last: torch.Tensor, enc: EncodedTask) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example loss (METHOD 5) and correctness from the (n, vocab) logits of each prompt's last position."""
+    out = task_outputs(last, enc)
+    if enc.binary:  # -log softmax(correct, wrong)[correct] = softplus(wrong - correct)
+        return F.softplus(-out), out > 0
+    correct = enc.correct.to(out.device)
+    return F.cross_entropy(out, correct, reduction="none"), out.argmax(1) == correct
 
 
 @torch.no_grad()

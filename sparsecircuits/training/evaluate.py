@@ -17,8 +17,9 @@ def sparsity_report(model: torch.nn.Module) -> dict:
 
 
 @torch.no_grad()
-def addition_report(model: torch.nn.Module, data, device="cpu") -> dict:
-    """Exact match (all answer digits right under greedy decoding) and answer loss on held-out problems.
+def answer_report(model: torch.nn.Module, data, device="cpu") -> dict:
+    """Exact match (every answer character right under greedy decoding: the digits of a sum, the
+    closing characters of a bracket word) and answer loss on held-out problems.
 
     For a fixed-length answer, greedy decoding is right exactly when every teacher-forced argmax is
     right (the first wrong digit is the same in both), so one forward pass per batch suffices.

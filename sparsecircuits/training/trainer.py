@@ -61,7 +61,7 @@ class StepResult:
 
 
 class Trainer:
-    """Trains `run.model` on `run.data` into directory `out` (checkpoints in `out/checkpoint`)."""
+    """Trains `run.model` on `run.data` into directory `out` (checkpoints in `out/checkpoint-NNNNNNNN/`)."""
 
     def __init__(self, run: RunConfig, out: str | Path, init: SparseTransformer | None = None,
                  teacher: SparseTransformer | None = None, progress: bool = True):
@@ -155,7 +155,7 @@ class Trainer:
         return StepResult(loss.detach(), density, lr)
 
     def resume(self) -> bool:
-        """Continue from `out/checkpoint` if there is one; refuse a checkpoint of another run."""
+        """Continue from the newest `out/checkpoint-*` if there is one; refuse a checkpoint of another run."""
         state = load_checkpoint(self.out, self.saved, self.opt)
         if state is None:
             return False

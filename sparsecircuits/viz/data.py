@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from ..circuits.circuit import VALIDATION_FILE, Circuit
-from ..circuits.nodes import parse_node
+from ..circuits.nodes import node_site, parse_node
 from ..circuits.effects import ablation_effects, circuit_pruner
 from ..circuits.pruner import Pruner
 from ..circuits.run import circuit_corpus, reference_data
@@ -94,8 +94,8 @@ def _text_examples(model, circuit: Circuit, names: list[str], sites: list[str], 
     T = tokens.shape[1]
     out = []
     for name in names:
-        layer, loc, ch = parse_node(name)
-        flat = acts[f"{layer}.{loc}"][..., ch].flatten()
+        site, ch = node_site(name)
+        flat = acts[site][..., ch].flatten()
         order = flat.argsort()
         picks = []
         for q in QUANTILES:
@@ -169,7 +169,7 @@ def node_details(model, circuit: Circuit, pruner: Pruner, prompt_tokens: torch.T
     prompts and pretraining text at several quantiles; and the circuit's largest edges."""
     names = _ranked_nodes(circuit, max_nodes)
     index = {n: i for i, n in enumerate(names)}
-    sites = sorted({n.split("[")[0] for n in names})
+    sites = sorted({node_site(n)[0] for n in names})
     effects = ablation_effects(pruner, circuit, names)
     prompt_acts = _site_acts(model, prompt_tokens, sites)
     texts, examples = _text_examples(model, circuit, names, sites, n_windows, width)
@@ -184,7 +184,7 @@ def node_details(model, circuit: Circuit, pruner: Pruner, prompt_tokens: torch.T
     nodes = []
     for name, effect, text in zip(names, effects, examples):
         layer, loc, ch = parse_node(name)
-        acts = prompt_acts[f"{layer}.{loc}"][..., ch]
+        acts = prompt_acts[node_site(name)[0]][..., ch]
         nodes.append({"id": name, "layer": layer, "loc": loc, "index": ch, "effect": _r(effect),
                       "in": strongest(inputs[name]), "out": strongest(outputs[name]),
                       "acts": [[_r(v, 3) for v in acts[i, :n].tolist()] for i, n in enumerate(lengths)],

@@ -25,12 +25,10 @@ def component_of(cfg, layer: int, loc: str, ch: int) -> tuple[int, int] | None:
 
 def component_grid(cfg, circuit) -> dict:
     cells: Counter = Counter()
-    for site, chans in circuit.nodes.items():
-        for ch in chans:
-            layer, loc, _ = parse_node(f"{site}[{ch}]")
-            comp = component_of(cfg, layer, loc, ch)
-            if comp is not None:
-                cells[comp] += 1
+    for name in circuit.node_names:
+        comp = component_of(cfg, *parse_node(name))
+        if comp is not None:
+            cells[comp] += 1
     writers: dict[str, Counter] = defaultdict(Counter)   # residual write node -> {component: sum |w|}
     readers: dict[str, Counter] = defaultdict(Counter)   # residual read node -> {component: sum |w|}
     residual = []
