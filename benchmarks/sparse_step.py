@@ -15,7 +15,7 @@ import time
 import torch
 
 from sparsecircuits import RunConfig, TrainConfig, Trainer
-from sparsecircuits.cli.demo import DEMO_DENSITY, DEMO_MODEL, SPARSE
+from sparsecircuits.demo import DEMO_DENSITY, DEMO_MODEL, SPARSE
 from sparsecircuits.sparsity.projection import kept_count
 
 

@@ -45,6 +45,19 @@ def test_quick_sweep_writes_a_row_per_cell_task_and_target(quick_sweep):
     pruned = [r for r in rows if r["status"] == "pruned" and r["reached"]]
     assert len(pruned) >= len(cells)  # every cell has circuits, not only failures
     assert all("nonsense_labels" in r["controls"] for r in pruned)
+    for cell in cells:  # every cell's activation sparsity, as a table and a figure
+        home = quick_sweep / "cells" / cell.name
+        assert set(json.loads((home / "activations.json").read_text())) == set(cfg.activation_sets)
+        assert (home / "activations.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_sweep_config_refuses_a_bad_preset_before_building_a_corpus(tmp_path):
+    for bad in (dict(preset_name="nope"), dict(preset_name="python-cpu", quick=True),
+                dict(preset_name="arithmetic-cpu", sweep_file=tmp_path / "s.json"), {}):
+        with pytest.raises(sc.UserError):
+            sc.sweep_config(corpus=tmp_path / "corpus", **bad)
+    assert not (tmp_path / "corpus").exists()
+    assert sc.sweep_config("brackets-cpu", quick=True) == sweep_preset("brackets-cpu", quick=True)
 
 
 def test_a_row_is_recomputed_from_its_model_and_circuit(quick_sweep):

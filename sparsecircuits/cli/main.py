@@ -11,6 +11,7 @@ from pathlib import Path
 
 
 from .. import api, viz
+from ..demo import run_demo
 from ..atomic import atomic_write_json, refuse_dirs, refuse_file
 from ..circuits import prune, search
 from ..circuits.circuit import CIRCUIT_FILE
@@ -22,8 +23,7 @@ from ..frontier.activations import FIGURE_FILE, REPORT_FILE, SETS
 from ..frontier.config import PRESETS as SWEEPS
 from ..tasks import TASKS, get_task, required_tokens
 from ..training.presets import PRESETS
-from .demo import run_demo
-from .report import format_activations, format_frontier, format_report, format_validation
+from .report import format_activations, format_demo, format_frontier, format_report, format_validation
 
 
 class _Parser(argparse.ArgumentParser):
@@ -219,8 +219,10 @@ def cmd_activations(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    refuse_file(args.out)
-    run_demo(Path(args.out), quick=args.quick, progress=not args.quiet)
+    formats = {"model": format_report, "validation": format_validation}
+    summary = run_demo(args.out, quick=args.quick, progress=not args.quiet,
+                       show=lambda kind, report: print(formats[kind](report)))
+    print(format_demo(summary, args.out))
 
 
 def build_parser() -> argparse.ArgumentParser:

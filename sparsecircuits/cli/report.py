@@ -1,6 +1,8 @@
-"""The text the CLI and the demo print: a model's report, a circuit's validation table, a sweep's
-frontier and a model's activation sparsity."""
+"""The text the CLI prints: a model's report, a circuit's validation table, the demo's outcome, a
+sweep's frontier and a model's activation sparsity."""
 from __future__ import annotations
+
+from pathlib import Path
 
 
 def format_report(report: dict) -> str:
@@ -49,6 +51,29 @@ def format_validation(r: dict) -> str:
         lines.append(f"  {'control: ' + name:<28} {c['loss']:8.4f}  {c['nodes']} nodes, {c['edges']} edges, "
                      f"{'reached' if c['reached'] else 'not reached'}")
     lines += [f"  WARNING: {w}" for w in r.get("warnings", [])]
+    return "\n".join(lines)
+
+
+def format_demo(summary: dict, out) -> str:
+    """What the demo reached: both models, both circuits, each goal it missed and the edge ratio."""
+    task, target = summary["settings"]["task"], summary["settings"]["target_loss"]
+    lines = []
+    for key in ("base", "sparse"):
+        m = summary[key]
+        lines.append(f"{key + ':':<8}exact match {m['accuracy']:.1%}, {task} loss {m['task_loss']:.4f}, "
+                     f"{m['nonzero_weights']:,} nonzero weights (density 1/{1 / m['density']:.1f})")
+    for key in ("base", "sparse"):
+        c = summary[key]["circuit"]
+        state = "reaches" if c["reached"] else "MISSES"
+        lines.append(f"{key} circuit of {task}: {c['nodes']} nodes / {c['edges']:,} edges, loss {c['loss']:.4f} "
+                     f"({state} the target {target})")
+    lines += [f"NOT MET: {g['goal']} ({g['value']})" for g in summary["goals"] if not g["met"]]
+    if summary["circuit_edge_ratio"] is not None:
+        lines.append(f"the sparse circuit has {summary['circuit_edge_ratio']:.1f}x fewer edges than the base circuit")
+    else:
+        lines.append("no edge ratio: a circuit misses the target")
+    lines.append(f"wrote {Path(out) / 'summary.json'}, {summary['report']['html']} and the figures beside it "
+                 f"({summary['seconds']:.0f} s)")
     return "\n".join(lines)
 
 

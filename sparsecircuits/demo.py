@@ -4,21 +4,22 @@ both -> the last-digit circuit of each, pruned at the same target loss and valid
 
 Each stage resumes from its checkpoint, so a killed demo picks up where it stopped. The summary
 states what was reached and what was not: a circuit that misses the target gets no size ratio.
+`show(kind, report)` receives each model's report (`kind` "model") and each circuit's validation
+("validation") as they are made; the CLI prints them.
 """
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-from .. import api, viz
-from ..atomic import atomic_write_json
-from ..circuits import prune
-from ..circuits.validation import BINARISE_STEPS
-from ..model.config import ModelConfig
-from ..tasks import get_task
-from ..tasks.evaluate import evaluate_task
-from ..training.config import DataConfig, RunConfig, TrainConfig
-from .report import format_report, format_validation
+from . import api, viz
+from .atomic import atomic_write_json, refuse_file
+from .circuits import prune
+from .circuits.validation import BINARISE_STEPS
+from .model.config import ModelConfig
+from .tasks import get_task
+from .tasks.evaluate import evaluate_task
+from .training.config import DataConfig, RunConfig, TrainConfig
 
 DEMO_MODEL = ModelConfig(vocab_size=12, block_size=16, n_layer=4, d_model=128, n_head=4, d_head=16, d_mlp=512,
                          pos_emb="learned")
@@ -31,7 +32,10 @@ QUICK = {"base": 40, "sparse": 40}
 QUICK_PRUNE = {"steps": 40, "n_train": 128, "n_test": 64}
 
 
-def run_demo(out: Path, quick: bool = False, progress: bool = True) -> dict:
+def run_demo(out: str | Path = "demo", quick: bool = False, progress: bool = True, show=None) -> dict:
+    """The whole demo into the folder `out`; returns its summary (also `out/summary.json`)."""
+    refuse_file(out)
+    out, show = Path(out), show or (lambda kind, report: None)
     t0 = time.perf_counter()
     base_dir, sparse_dir = out / "base", out / "sparse"
     base = {**BASE, "steps": QUICK["base"]} if quick else BASE
@@ -47,10 +51,10 @@ def run_demo(out: Path, quick: bool = False, progress: bool = True) -> dict:
         report = api.evaluate(path)
         model = api.load(path)
         report["task_loss"] = evaluate_task(model, get_task(DEMO_TASK), model.tokenizer, n=1000)["loss"]
-        print(format_report(report))
+        show("model", report)
         summary[key] = {"path": str(path), "train_seconds": round(seconds, 1), **report}
     for key, path in (("base", base_dir), ("sparse", sparse_dir)):  # the controls test the sparse circuit
-        summary[key]["circuit"] = demo_circuit(path, out / f"{key}_circuit", quick, progress, key == "sparse")
+        summary[key]["circuit"] = demo_circuit(path, out / f"{key}_circuit", quick, progress, key == "sparse", show)
     b, s = summary["base"], summary["sparse"]
     bc, sc_ = b["circuit"], s["circuit"]
     both = bc["reached"] and sc_["reached"]
@@ -61,22 +65,6 @@ def run_demo(out: Path, quick: bool = False, progress: bool = True) -> dict:
     summary["report"] = demo_report(out, progress)
     summary["seconds"] = round(time.perf_counter() - t0, 1)
     atomic_write_json(out / "summary.json", summary)
-    for key, m in (("base", b), ("sparse", s)):
-        print(f"{key + ':':<8}exact match {m['accuracy']:.1%}, {DEMO_TASK} loss {m['task_loss']:.4f}, "
-              f"{m['nonzero_weights']:,} nonzero weights (density 1/{1 / m['density']:.1f})")
-    for key, c in (("base", bc), ("sparse", sc_)):
-        state = "reaches" if c["reached"] else "MISSES"
-        print(f"{key} circuit of {DEMO_TASK}: {c['nodes']} nodes / {c['edges']:,} edges, loss {c['loss']:.4f} "
-              f"({state} the target {TARGET_LOSS})")
-    for goal in summary["goals"]:
-        if not goal["met"]:
-            print(f"NOT MET: {goal['goal']} ({goal['value']})")
-    if both:
-        print(f"the sparse circuit has {summary['circuit_edge_ratio']:.1f}x fewer edges than the base circuit")
-    else:
-        print("no edge ratio: a circuit misses the target")
-    print(f"wrote {out / 'summary.json'}, {summary['report']['html']} and the figures beside it "
-          f"({summary['seconds']:.0f} s)")
     return summary
 
 
@@ -94,7 +82,7 @@ def goals(summary: dict) -> list[dict]:
     return out
 
 
-def demo_circuit(model_dir: Path, circuit_dir: Path, quick: bool, progress: bool, controls: bool) -> dict:
+def demo_circuit(model_dir: Path, circuit_dir: Path, quick: bool, progress: bool, controls: bool, show) -> dict:
     """Prune the last-digit circuit of one demo model, validate it (with the three control prunings
     where `controls`), save both beside the model."""
     model = api.load(model_dir)
@@ -103,7 +91,7 @@ def demo_circuit(model_dir: Path, circuit_dir: Path, quick: bool, progress: bool
     circuit.save(circuit_dir)
     report = api.validate_circuit(circuit_dir, controls=controls and not quick, progress=progress,
                                   binarise_steps=20 if quick else BINARISE_STEPS)
-    print(format_validation(report))
+    show("validation", report)
     return {"nodes": circuit.n_nodes, "edges": circuit.n_edges, "loss": circuit.loss, "reached": circuit.reached,
             "trained": circuit.settings["trained"], "path": str(circuit_dir), "validation": report}
 
