@@ -18,7 +18,7 @@ from sparsecircuits.cli import main
 from sparsecircuits.cli.report import format_frontier
 from sparsecircuits.config_io import from_dict, to_dict
 from sparsecircuits.frontier import Cell, SweepConfig, activation_sparsity, input_sets, run_sweep, sweep_preset
-from sparsecircuits.frontier import sweep
+from sparsecircuits.frontier import parallel, sweep
 from sparsecircuits.frontier.activations import Tally
 from sparsecircuits.frontier.summary import matched_ratios, trends, write_frontier_figures
 from sparsecircuits.frontier.sweep import cell_status, finish
@@ -250,9 +250,9 @@ class _Sent(list):
 
 def test_a_cells_process_sends_its_bars_at_most_once_a_second_and_the_last_one_and_whole_lines_of_text(monkeypatch):
     clock = iter([100.0, 100.5, 100.8, 102.0, 102.3, 102.4])
-    monkeypatch.setattr(sweep.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(parallel.time, "monotonic", lambda: next(clock))
     sent = _Sent()
-    stderr = sweep.ProcessOutput(sent, "stderr")
+    stderr = parallel.ProcessOutput(sent, "stderr")
     for s in ["\rtrain:  10%|#  | 1/10 ", "\n\n", "\x1b[A\x1b[A", "\rtrain:  20%|## | 2/10 ",
               "\rtrain: 100%|###| 10/10", "\n",                         # a bar left on screen: its last redraw
               "UserWarning: odd\n", "\x1b[31mred", " text", "\n",       # text, whole lines, escapes kept

@@ -6,20 +6,16 @@ row, so a cell killed mid-pruning keeps its finished rows. A killed sweep resume
 skipped, a cell's training resumes from its checkpoint, its finished rows are read back rather than
 pruned again, and a cell that failed is tried again. A cell whose training, evaluation or one of whose
 prunings fails is recorded as failed with its error (keeping the rows it finished), and the sweep goes
-on. `jobs` > 1 runs independent cells in parallel processes, one process per cell, so that a process
-that dies (killed for memory, say) fails only its own cell; each process's progress bars are shown on
-a line of their own under the sweep's, and what it prints above them.
+on. `jobs` > 1 runs independent cells in parallel processes (`parallel.py`), one process per cell, so
+that a process that dies (killed for memory, say) fails only its own cell.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict
-from multiprocessing import get_context
-from multiprocessing.connection import wait
 from pathlib import Path
 
 import torch
@@ -41,12 +37,12 @@ from ..training.distributed import resolve_device
 from ..training.trainer import make_data
 from .activations import activation_sparsity, input_sets, save_activations
 from .config import SWEEP_FILE, Cell, SweepConfig
+from .parallel import run_parallel, send_output
 from .summary import summarize, write_frontier_figures
 
 CELL_FILE = "cell.json"
 RESULTS_FILE = "results.jsonl"
 TASK_EXAMPLES = 200   # examples a task's accuracy is measured on, to decide whether it is pruned
-FORWARD_SECONDS = 1   # a cell running in parallel sends its progress bars' redraws at most this often
 
 
 def check_tasks(cfg: SweepConfig) -> None:
@@ -109,7 +105,9 @@ def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool =
     bar = tqdm(total=len(todo), desc="sweep", disable=not progress, position=0)
     for phase in ([c for c in todo if c.base is None], [c for c in todo if c.base is not None]):
         if jobs > 1 and len(phase) > 1:
-            _run_parallel(cfg, phase, out, jobs, bar, progress)
+            run_parallel([(c.name, (to_dict(cfg), asdict(c), str(out))) for c in phase], _cell_worker, jobs, bar,
+                         progress, status=lambda i: cell_status(cfg, out, phase[i]),
+                         died=lambda i, how: _record_failure(out, phase[i], f"its process died ({how})"))
         else:
             for c in phase:
                 bar.set_postfix_str(c.name)
@@ -119,117 +117,6 @@ def run_sweep(cfg: SweepConfig, out: str | Path, jobs: int = 1, progress: bool =
     if _rank() != 0:
         return {}
     return finish(cfg, out)
-
-
-def _run_parallel(cfg: SweepConfig, cells: list[Cell], out: Path, jobs: int, bar, progress: bool) -> None:
-    """Each cell in a process of its own, `jobs` at a time; one that dies fails only its cell. Under the
-    sweep's bar, a line per running cell: where its folder says it is, then its own progress bars; what
-    it prints is printed above the bars."""
-    ctx, threads = get_context("spawn"), max(1, (os.cpu_count() or 1) // jobs)
-    lines = [tqdm(bar_format="{desc}", position=i + 1, disable=not progress, dynamic_ncols=True)
-             for i in range(jobs)]
-    waiting, running, readers, free = list(cells), {}, {}, list(range(jobs))
-    try:
-        while waiting or running:
-            while waiting and len(running) < jobs:
-                cell, slot = waiting.pop(0), free.pop(0)
-                reader, writer = ctx.Pipe(duplex=False) if progress else (None, None)
-                proc = ctx.Process(target=_cell_worker, args=(to_dict(cfg), asdict(cell), str(out), threads, writer))
-                proc.start()
-                running[proc.sentinel] = (cell, proc, slot, reader)
-                if progress:
-                    writer.close()
-                    readers[reader] = proc.sentinel
-                    lines[slot].set_description_str(f"{cell.name}: {cell_status(cfg, out, cell)}")
-            for ready in wait([*running, *readers]):
-                if ready in readers:
-                    cell, _, slot, _ = running[readers[ready]]
-                    if not _show(ready, f"{cell.name}: ", lines[slot]):
-                        del readers[ready]
-                elif ready in running:  # not a reader closed earlier in this round
-                    cell, proc, slot, reader = running.pop(ready)
-                    proc.join()
-                    if reader is not None:
-                        if reader in readers:  # what it sent before it ended, up to its end
-                            _show(reader, f"{cell.name}: ", lines[slot])
-                        readers.pop(reader, None)
-                        reader.close()
-                    if proc.exitcode:  # run_cell records its own errors: this process died
-                        how = f"killed by signal {-proc.exitcode}" if proc.exitcode < 0 else f"exit code {proc.exitcode}"
-                        _record_failure(out, cell, f"its process died ({how})")
-                    lines[slot].set_description_str("")
-                    free.append(slot)
-                    bar.update(1)
-    finally:
-        for reader in readers:
-            reader.close()
-        for line in lines:
-            line.close()
-
-
-def _show(reader, prefix: str, line) -> bool:
-    """Shows what a cell's process has sent so far: bars on its `line`, text above the bars. False
-    once the process has closed its end (an ended process's pipe is read to that end)."""
-    while True:
-        try:
-            kind, text = reader.recv()
-        except EOFError:
-            return False
-        if kind == "bar":
-            line.set_description_str(prefix + text)
-        else:
-            tqdm.write(text, file=getattr(sys, kind))
-        if not reader.poll():
-            return True
-
-
-class ProcessOutput:
-    """Stands in for stdout or stderr (`kind`) in a cell's process and sends what it writes to the
-    sweep's process: a progress bar's redraws (tqdm starts each with a carriage return) at most one every
-    FORWARD_SECONDS, and the last one when the bar ends, for the cell's line under the sweep's bar;
-    other text a whole line at a time, to be printed above the bars. tqdm's cursor moves are dropped."""
-
-    encoding = "utf-8"   # tqdm draws with Unicode blocks only where the stream says it can
-
-    def __init__(self, conn, kind: str):
-        self.conn, self.kind = conn, kind
-        self.sent, self.pending, self.text, self.after_bar = 0.0, None, "", False
-
-    def write(self, s: str) -> int:
-        if not s:
-            return 0
-        if s.startswith("\r"):
-            now, self.pending = time.monotonic(), s.strip() or self.pending
-            if now - self.sent >= FORWARD_SECONDS:
-                self.sent = now
-                self._send_bar()
-            elif not s.strip():  # a bar cleared as it ends
-                self._send_bar()
-            self.after_bar = True
-        elif self.after_bar and not s.replace("\x1b[A", "").strip("\n"):  # a bar moving or ending
-            if s == "\n":  # (or a nested bar moving down one line: our bars are never nested)
-                self._send_bar()
-        else:
-            self.after_bar = False
-            *whole, self.text = (self.text + s).split("\n")
-            for line in whole:
-                self.conn.send((self.kind, line))
-        return len(s)
-
-    def _send_bar(self) -> None:
-        if self.pending:
-            self.conn.send(("bar", self.pending))
-            self.pending = None
-
-    def flush(self) -> None:
-        """Sends a line begun but not ended (what `print(..., end="", flush=True)` leaves), unless a
-        bar has drawn since (tqdm flushes after every redraw): then the line goes on when it ends."""
-        if self.text and not self.after_bar:
-            self.conn.send((self.kind, self.text))
-            self.text = ""
-
-    def isatty(self) -> bool:
-        return False
 
 
 def cell_status(cfg: SweepConfig, out: Path, cell: Cell) -> str:
@@ -297,7 +184,7 @@ def _cell_worker(cfg: dict, cell: dict, out: str, threads: int, conn=None) -> No
     """A cell in a process of its own; with a connection, its output and progress bars go there."""
     torch.set_num_threads(threads)
     if conn is not None:
-        sys.stdout, sys.stderr = ProcessOutput(conn, "stdout"), ProcessOutput(conn, "stderr")
+        send_output(conn)
     run_cell(from_dict(SweepConfig, cfg), Cell(**cell), Path(out), progress=conn is not None)
 
 
