@@ -1,6 +1,7 @@
 """Model configuration (METHOD 1): every architectural option of the weight-sparse transformer."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from ..errors import UserError, check_number
@@ -92,3 +93,12 @@ class ModelConfig:
         if self.afrac is None or loc not in self.abstopk_locations:
             return None
         return int(round(self.afrac * self.width(loc)))
+
+
+def check_fits(cfg: ModelConfig) -> None:
+    """Refuse, before allocating, a model whose weights alone would not fit in this machine's memory."""
+    need = 4 * cfg.n_floats()
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise UserError(f"model too large: {cfg.n_floats():,} floats ({need / 2 ** 30:,.1f} GiB) do not fit in this "
+                        f"machine's {have / 2 ** 30:.1f} GiB of memory")

@@ -6,6 +6,7 @@ A hook is `fn(x, name) -> tensor | None`; returning a tensor replaces the activa
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable
 
 import torch
@@ -51,3 +52,41 @@ class HookPoints:
             fns.remove(fn)
         if not fns:
             self.fns.pop(name, None)
+
+
+class Hooked:
+    """The hook methods of a model whose activations pass through `self.hooks` (a HookPoints), as
+    TransformerLens names them."""
+
+    @property
+    def hook_names(self) -> list[str]:
+        return self.hooks.names
+
+    @contextmanager
+    def hooked(self, hooks):
+        """Register `{name: fn}` or `[(name, fn), ...]` for the duration of a `with` block."""
+        pairs = list(hooks.items()) if isinstance(hooks, dict) else list(hooks)
+        added = []
+        try:
+            for name, fn in pairs:
+                self.hooks.add(name, fn)
+                added.append((name, fn))
+            yield self
+        finally:
+            for name, fn in added:
+                self.hooks.remove(name, fn)
+
+    def run_with_hooks(self, idx: torch.Tensor, fwd_hooks, last: torch.Tensor | None = None) -> torch.Tensor:
+        with self.hooked(fwd_hooks):
+            return self(idx, last=last)
+
+    def run_with_cache(self, idx: torch.Tensor, names=None, detach: bool = True):
+        """Forward pass that also returns `{hook name: activation}` for `names` (default: all)."""
+        cache: dict[str, torch.Tensor] = {}
+
+        def record(x, name):
+            cache[name] = x.detach() if detach else x
+
+        with self.hooked([(n, record) for n in (names if names is not None else self.hook_names)]):
+            logits = self(idx)
+        return logits, cache

@@ -1,31 +1,20 @@
 """The weight-sparse GPT (METHOD 1), written to be read top to bottom like nanoGPT's model.py.
 
 Hook names follow METHOD 2: `{layer}.attn.q`, `{layer}.mlp.post_act`, `final_resid`, ...
-AbsTopK acts before the hook at its location, so hooks see what the next layer reads.
+AbsTopK acts before the hook at its location, so hooks see what the next layer reads. The hook
+methods (`run_with_cache`, `run_with_hooks`, `hooked`) are `hooks.Hooked`'s.
 """
 from __future__ import annotations
 
 import math
-import os
-from contextlib import contextmanager
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import UserError
-from .config import ModelConfig
-from .hooks import HookPoints, hook_names
+from .config import ModelConfig, check_fits
+from .hooks import Hooked, HookPoints, hook_names
 from .loss import unembed_cross_entropy
-
-
-def check_fits(cfg: ModelConfig) -> None:
-    """Refuse, before allocating, a model whose weights alone would not fit in this machine's memory."""
-    need = 4 * cfg.n_floats()
-    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > have:
-        raise UserError(f"model too large: {cfg.n_floats():,} floats ({need / 2 ** 30:,.1f} GiB) do not fit in this "
-                        f"machine's {have / 2 ** 30:.1f} GiB of memory")
 
 
 def abs_topk(x: torch.Tensor, k: int | None) -> torch.Tensor:
@@ -156,7 +145,7 @@ class Block(nn.Module):
         return x + hook(p + "mlp.resid_delta", self.mlp(m))
 
 
-class SparseTransformer(nn.Module):
+class SparseTransformer(Hooked, nn.Module):
     """Decoder-only transformer: LongTensor (batch, positions) -> logits (batch, positions, vocab)."""
 
     def __init__(self, cfg: ModelConfig):
@@ -228,37 +217,3 @@ class SparseTransformer(nn.Module):
         """Mean cross-entropy over scored targets without the whole (tokens x vocab) logits (model/loss.py)."""
         return unembed_cross_entropy(x.flatten(0, 1), self.unembedding, self.bigram, idx.flatten(), targets.flatten(),
                                      self.final_logits_bias)
-
-    # ---- hooks ---------------------------------------------------------------------------------
-    @property
-    def hook_names(self) -> list[str]:
-        return self.hooks.names
-
-    @contextmanager
-    def hooked(self, hooks):
-        """Register `{name: fn}` or `[(name, fn), ...]` for the duration of a `with` block."""
-        pairs = list(hooks.items()) if isinstance(hooks, dict) else list(hooks)
-        added = []
-        try:
-            for name, fn in pairs:
-                self.hooks.add(name, fn)
-                added.append((name, fn))
-            yield self
-        finally:
-            for name, fn in added:
-                self.hooks.remove(name, fn)
-
-    def run_with_hooks(self, idx: torch.Tensor, fwd_hooks, last: torch.Tensor | None = None) -> torch.Tensor:
-        with self.hooked(fwd_hooks):
-            return self(idx, last=last)
-
-    def run_with_cache(self, idx: torch.Tensor, names=None, detach: bool = True):
-        """Forward pass that also returns `{hook name: activation}` for `names` (default: all)."""
-        cache: dict[str, torch.Tensor] = {}
-
-        def record(x, name):
-            cache[name] = x.detach() if detach else x
-
-        with self.hooked([(n, record) for n in (names if names is not None else self.hook_names)]):
-            logits = self(idx)
-        return logits, cache
