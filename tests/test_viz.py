@@ -80,19 +80,19 @@ def test_report_data_matches_the_circuit(adder_circuits):
     assert len(m["edges"]) == min(circuit.n_edges, 5000) and m["edges_total"] == circuit.n_edges
     assert drawn == {(a, b) for a, b, _ in largest}
     # a node's ablation effect is the circuit's loss rise when that node is ablated too
-    node = max(m["nodes"], key=lambda n: abs(n["effect"]))
+    node = max(m["nodes"], key=lambda n: abs(n["ablation_effect"]))
     pruner = sc.circuits.Pruner(model, get_task(circuit.task), model.tokenizer, means,
                                 sc.PruneConfig(n_train=2, n_test=32, seed=0))
     pruner.calib = circuit.calibration
     gates = circuit.gates(model.cfg)
     base = pruner.loss(pruner.test, gates)
-    gates[f"{node['layer']}.{node['loc']}"][node["index"]] = 0
-    assert node["effect"] == pytest.approx(pruner.loss(pruner.test, gates) - base, rel=1e-3, abs=1e-4)
+    gates[f"{node['layer']}.{node['location']}"][node["index"]] = 0
+    assert node["ablation_effect"] == pytest.approx(pruner.loss(pruner.test, gates) - base, rel=1e-3, abs=1e-4)
     # activations over the task prompts are the full model's own
     tokens = torch.tensor([model.tokenizer.encode("".join(m["prompts"][0]["tokens"]))])
-    _, cache = model.run_with_cache(tokens, [f"{node['layer']}.{node['loc']}"])
+    _, cache = model.run_with_cache(tokens, [f"{node['layer']}.{node['location']}"])
     got = torch.tensor(node["acts"][0])
-    assert torch.allclose(got, cache[f"{node['layer']}.{node['loc']}"][0, :, node["index"]], rtol=6e-3, atol=1e-3)  # 3 digits kept
+    assert torch.allclose(got, cache[f"{node['layer']}.{node['location']}"][0, :, node["index"]], rtol=6e-3, atol=1e-3)  # 3 digits kept
     # flow links go from earlier to later positions and the grid lights only components with kept nodes
     for layer in m["flow"][0]:
         assert all(j < i and 0 < w <= 1 for i, j, w in layer)
@@ -233,7 +233,7 @@ def test_export_graphml_and_json_graph_read_back(adder_circuits, tmp_path, capsy
     assert [(l["source"], l["target"], l["weight"]) for l in graph["links"]] == [tuple(e) for e in circuit.edges]
     assert graph["metadata"]["n_edges"] == circuit.n_edges and graph["directed"] is True
     [m] = viz.report_models([adder_circuits[0]], progress=False)
-    effects = {n["id"]: n["effect"] for n in m["nodes"]}
+    effects = {n["id"]: n["ablation_effect"] for n in m["nodes"]}
     for node in graph["nodes"]:   # the same ablation effects the viewer shows
         assert node["ablation_effect"] == pytest.approx(effects[node["node_id"]], rel=2e-3, abs=1e-4)
         assert f"{node['layer']}.{node['location']}[{node['feature']}]" == node["node_id"]

@@ -185,7 +185,7 @@ def node_details(model, circuit: Circuit, pruner: Pruner, prompt_tokens: torch.T
     for name, effect, text in zip(names, effects, examples):
         layer, loc, ch = parse_node(name)
         acts = prompt_acts[node_site(name)[0]][..., ch]
-        nodes.append({"id": name, "layer": layer, "loc": loc, "index": ch, "effect": _r(effect),
+        nodes.append({"id": name, "layer": layer, "location": loc, "index": ch, "ablation_effect": _r(effect),
                       "in": strongest(inputs[name]), "out": strongest(outputs[name]),
                       "acts": [[_r(v, 3) for v in acts[i, :n].tolist()] for i, n in enumerate(lengths)],
                       "text": text})

@@ -74,7 +74,7 @@ def draw_graph(ax, m: dict) -> None:
         raise UserError("this report data has no node details (computed without them)")
     rows = {}
     for k, nd in enumerate(m["nodes"]):
-        rows.setdefault((nd["layer"], nd["loc"]), []).append(k)
+        rows.setdefault((nd["layer"], nd["location"]), []).append(k)
     order = [(l, loc) for l in range(m["config"]["n_layer"]) for loc in m["locations"]]
     xy = {}
     for r, key in enumerate(order):

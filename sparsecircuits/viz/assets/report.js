@@ -136,7 +136,7 @@ function drawGraph() {
   const L = m.config.n_layer, rh = 22, left = 180, W = 1000, top = 10;
   const rows = new Map();
   m.nodes.forEach((nd, k) => {
-    const key = nd.layer + "." + nd.loc;
+    const key = nd.layer + "." + nd.location;
     if (!rows.has(key)) rows.set(key, []);
     rows.get(key).push(k);
   });
@@ -156,9 +156,9 @@ function drawGraph() {
       stroke: w > 0 ? "#2563eb" : "#dc2626", "stroke-width": 0.3 + 2.5 * Math.abs(w) / maxW, "stroke-opacity": 0.5}));
   }
   s.appendChild(edgeLayer);
-  const maxE = maxAbs(m.nodes.map(nd => nd.effect));
+  const maxE = maxAbs(m.nodes.map(nd => nd.ablation_effect));
   m.nodes.forEach((nd, k) => {
-    const shade = Math.round(230 - 200 * Math.min(1, Math.abs(nd.effect) / maxE));
+    const shade = Math.round(230 - 200 * Math.min(1, Math.abs(nd.ablation_effect) / maxE));
     const c = sv("circle", {cx: pos[k][0], cy: pos[k][1], r: 4, fill: `rgb(${shade + 25},${shade},${shade})`,
       stroke: "#333", "stroke-width": 0.5, class: "node", "data-id": nd.id});
     c.addEventListener("click", () => showNode(m, k, c));
@@ -199,11 +199,12 @@ function showNode(m, k, circle) {
   circle.classList.add("selected");
   const nd = m.nodes[k], box = document.getElementById("node-panel");
   box.replaceChildren(el("h3", {id: "node-name"}, nd.id));
-  box.appendChild(el("p", {}, "layer " + nd.layer + ", " + nd.loc + ", channel " + nd.index +
-    (["attn.q", "attn.k", "attn.v"].includes(nd.loc) ?
+  box.appendChild(el("p", {}, "layer " + nd.layer + ", " + nd.location + ", channel " + nd.index +
+    (["attn.q", "attn.k", "attn.v"].includes(nd.location) ?
       " (head " + Math.floor(nd.index / m.config.d_head) + ")" : "")));
-  box.appendChild(el("p", {id: "node-effect"}, "ablation effect on the task loss: " + (nd.effect >= 0 ? "+" : "") +
-    fmt(nd.effect)));
+  const effect = nd.ablation_effect;
+  box.appendChild(el("p", {id: "node-effect"}, "ablation effect on the task loss: " + (effect >= 0 ? "+" : "") +
+    fmt(effect)));
   box.appendChild(weightTable("input weights", nd.in));
   box.appendChild(weightTable("output weights", nd.out));
   const scale = maxAbs(nd.acts.flat());
