@@ -1,5 +1,7 @@
 import json
+import math
 import random
+import re
 
 import pytest
 import torch
@@ -8,8 +10,8 @@ import torch.nn.functional as F
 from sparsecircuits import UserError
 from sparsecircuits.cli import main
 from sparsecircuits.data.addition import addition_tokenizer
-from sparsecircuits.tasks import ARITHMETIC_TASKS, TASKS, get_task, load_jsonl_task, resolve_tasks
-from sparsecircuits.tasks.base import Example
+from sparsecircuits.tasks import ARITHMETIC_TASKS, TASKS, get_task, load_jsonl_task, register_task, resolve_tasks
+from sparsecircuits.tasks.base import Example, Task
 from sparsecircuits.tasks.custom import ListTask
 from sparsecircuits.tasks.evaluate import encode_examples, evaluate_task
 
@@ -19,6 +21,37 @@ def test_registry_has_the_20_python_tasks_and_the_arithmetic_ones():
     assert sorted(ARITHMETIC_TASKS) == [f"add2_digit{i}" for i in range(5)]
     with pytest.raises(UserError, match="unknown task"):
         get_task("not_a_task")
+
+
+def test_a_task_registered_in_python_is_known_by_name_listed_and_scored(capsys):
+    def make(rng):  # a contrast pair: the units digit of a sum, with and without a carry into it
+        a, b = rng.randrange(10), rng.randrange(1, 10)
+        return (Example(f"{a}+{b}=", str((a + b) % 10), str((a + b + 1) % 10)),
+                Example(f"{a}+{b}+1=", str((a + b + 1) % 10), str((a + b) % 10)))
+    try:
+        task = register_task(Task("units_carry", "units digit with and without a carry", make, tuple("0123456789")))
+        assert get_task("units_carry") is task and TASKS["units_carry"] is task
+        assert main(["tasks", "list"]) == 0
+        assert re.search(r"^units_carry +pair +units digit with and without a carry$", capsys.readouterr().out, re.M)
+    finally:
+        TASKS.pop("units_carry", None)  # registered for this test only
+    pairs = task.examples("test", 20)
+    assert len(pairs) == 20 and all(x.correct == y.wrong and x.wrong == y.correct for x, y in zip(pairs[::2], pairs[1::2]))
+    report = evaluate_task(_uniform_model(), task, addition_tokenizer(), n=20)
+    assert report["n"] == 20 and report["kind"] == "binary" and report["loss"] == pytest.approx(math.log(2), abs=1e-6)
+
+
+def _uniform_model():
+    """A model whose logits are all zero: every binary task at loss ln 2."""
+    class Uniform(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+            self.cfg = type("Cfg", (), {"block_size": 16})()
+
+        def forward(self, tokens, last=None):
+            return torch.zeros(len(tokens), 12) * self.w
+    return Uniform()
 
 
 def test_arithmetic_examples_are_correct_sums():
