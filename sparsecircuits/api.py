@@ -1,6 +1,7 @@
 """The Python API in a few calls: load, train, sparsify, evaluate, validate and export a saved circuit."""
 from __future__ import annotations
 
+import numbers
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,7 +17,6 @@ from .circuits.validation import BINARISE_STEPS, validate
 from .config_io import from_dict, load_json, to_dict
 from .data.corpus import CorpusData, build_corpus
 from .errors import UserError, check_number
-from .frontier.config import SweepConfig, sweep_preset
 from .model.io import CONFIG, load_model, save_model
 from .model.transformer import SparseTransformer
 from .tasks import get_task, required_tokens, resolve_tasks
@@ -109,21 +109,6 @@ def run_config(preset_name: str | None = None, config: str | Path | None = None,
     return from_dict(RunConfig, {**to_dict(run), "model": model, "train": to_dict(run.train) | train_overrides})
 
 
-def sweep_config(preset_name: str | None = None, sweep_file: str | Path | None = None, quick: bool = False,
-                 corpus: str | Path = "corpus", progress=None) -> SweepConfig:
-    """A frontier sweep from a named preset (a corpus it needs built on first use) or a sweep file."""
-    if bool(preset_name) == bool(sweep_file):
-        raise UserError("give a sweep file or a preset (not both)")
-    if sweep_file:
-        if quick:
-            raise UserError("--quick is a setting of a preset, not of a sweep file")
-        return load_json(SweepConfig, sweep_file)
-    cfg = sweep_preset(preset_name, quick, str(corpus))  # an unknown name is refused before any corpus is built
-    if cfg.data.kind == "corpus":
-        cfg = replace(cfg, data=replace(cfg.data, path=ensure_corpus(corpus, progress)))
-    return cfg
-
-
 def train(run: RunConfig, out: str | Path, resume: bool = False, progress: bool = True,
           init: SparseTransformer | None = None) -> SparseTransformer:
     """Train `run` into `out`, starting from `init` or else from the model `run.init_from` names; with
@@ -198,7 +183,8 @@ def steer_model(model_dir: str | Path, channel: str, value: float, task: str | N
     """Edit one channel of a model trained with bridges (`train --bridge-to`) and carry the edit into its
     dense twin (METHOD 4): the prompt and two candidate answers come from a task's first test pair, or
     are given. Returns the candidates' probabilities, sparse before/after and dense at each strength."""
-    check_number("the steered value (--value)", value, -1e6, 1e6)  # far past any activation; the softmax overflows to NaN
+    value = check_number("the steered value (--value)", float(value) if isinstance(value, numbers.Real) else value,
+                         -1e6, 1e6)  # far past any activation; the softmax overflows to NaN
     sparse, dense, bridges = load_bridged(model_dir)
     tok = sparse.tokenizer
     if tok is None:

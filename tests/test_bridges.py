@@ -1,6 +1,7 @@
 """Bridges between a dense model and a sparse one (METHOD 4), and steering the dense model through them."""
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -57,6 +58,9 @@ def test_steering_moves_the_dense_model_the_way_it_moves_the_sparse_one(bridged,
                          candidates=(example.correct, tok.decode([b])))
     assert api["sparse_edited"][1] == pytest.approx(float(r["sparse_edited"][b].exp()), rel=1e-5)
     assert api["dense"][1.0] == pytest.approx([float(r["dense"][1.0][i].exp()) for i in (a, b)], rel=1e-5)
+    same = sc.steer_model(bridged, f"{site}[{channel}]", np.float32(value), prompt=example.prompt,
+                          candidates=(example.correct, tok.decode([b])))  # a numpy number is a number
+    assert same["sparse_edited"] == pytest.approx(api["sparse_edited"], rel=1e-5)
     with pytest.raises(sc.UserError, match="steered value"):  # the API checks what the CLI passes it
         sc.steer_model(bridged, f"{site}[{channel}]", float("nan"), prompt=example.prompt,
                        candidates=(example.correct, tok.decode([b])))

@@ -18,7 +18,7 @@ from ..circuits.circuit import CIRCUIT_FILE
 from ..circuits.export import FORMATS
 from ..data.corpus import build_corpus
 from ..errors import UserError
-from ..frontier import model_activations, run_sweep, save_activations
+from ..frontier import model_activations, run_sweep, save_activations, sweep_config
 from ..frontier.activations import FIGURE_FILE, REPORT_FILE, SETS
 from ..frontier.config import PRESETS as SWEEPS
 from ..tasks import TASKS, get_task, required_tokens
@@ -195,7 +195,7 @@ def cmd_steer(args) -> None:
 
 
 def cmd_frontier(args) -> None:
-    cfg = api.sweep_config(args.preset, args.sweep, args.quick, args.corpus, lambda m: print(m, file=sys.stderr))
+    cfg = sweep_config(args.preset, args.sweep, args.quick, args.corpus, lambda m: print(m, file=sys.stderr))
     summary = run_sweep(cfg, args.out, jobs=args.jobs, progress=not args.quiet, only=args.cell)
     if summary:
         print(format_frontier(summary))

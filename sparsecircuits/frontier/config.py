@@ -10,10 +10,12 @@ sparsity-finetunes each width's dense baseline to those densities (METHOD 4).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
+from .. import api
 from ..circuits.pruner import PruneConfig
 from ..circuits.validation import CONTROLS
-from ..config_io import from_dict
+from ..config_io import from_dict, load_json
 from ..errors import UserError, check_number
 from ..model.config import ModelConfig
 from ..sparsity.projection import check_density
@@ -245,3 +247,18 @@ def sweep_preset(name: str, quick: bool = False, corpus: str = "corpus") -> Swee
     if quick and name not in QUICK:
         raise UserError(f"--quick is a setting of the {' and '.join(QUICK)} presets")
     return PRESETS[name](quick, corpus)
+
+
+def sweep_config(preset_name: str | None = None, sweep_file: str | Path | None = None, quick: bool = False,
+                 corpus: str | Path = "corpus", progress=None) -> SweepConfig:
+    """A frontier sweep from a named preset (a corpus it needs built on first use) or a sweep file."""
+    if bool(preset_name) == bool(sweep_file):
+        raise UserError("give a sweep file or a preset (not both)")
+    if sweep_file:
+        if quick:
+            raise UserError("--quick is a setting of a preset, not of a sweep file")
+        return load_json(SweepConfig, sweep_file)
+    cfg = sweep_preset(preset_name, quick, str(corpus))  # an unknown name is refused before any corpus is built
+    if cfg.data.kind == "corpus":
+        cfg = replace(cfg, data=replace(cfg.data, path=api.ensure_corpus(corpus, progress)))
+    return cfg
