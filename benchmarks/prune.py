@@ -72,7 +72,8 @@ def main():
         planted = make()
         runs = seeds_table(f"hand-built {name} ({planted.n_planted} planted nodes)", planted.model, planted.task,
                            args.seeds, None, means_from="task")
-        found = [set(c.node_names) == {sc.node_name(s, ch) for s, v in planted.planted.items() for ch in v} for c in runs]
+        planted_names = {sc.node_name(s, ch) for s, v in planted.planted.items() for ch in v}
+        found = [set(c.node_names) == planted_names for c in runs]
         print(f"  exactly the planted nodes in {sum(found)} of {len(found)} runs")
     demo = Path(args.demo)
     if not (demo / "sparse" / "model.safetensors").exists():

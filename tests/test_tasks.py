@@ -36,7 +36,8 @@ def test_a_task_registered_in_python_is_known_by_name_listed_and_scored(capsys):
     finally:
         TASKS.pop("units_carry", None)  # registered for this test only
     pairs = task.examples("test", 20)
-    assert len(pairs) == 20 and all(x.correct == y.wrong and x.wrong == y.correct for x, y in zip(pairs[::2], pairs[1::2]))
+    assert len(pairs) == 20
+    assert all(x.correct == y.wrong and x.wrong == y.correct for x, y in zip(pairs[::2], pairs[1::2]))
     report = evaluate_task(_uniform_model(), task, addition_tokenizer(), n=20)
     assert report["n"] == 20 and report["kind"] == "binary" and report["loss"] == pytest.approx(math.log(2), abs=1e-6)
 

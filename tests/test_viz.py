@@ -86,13 +86,14 @@ def test_report_data_matches_the_circuit(adder_circuits):
     pruner.calib = circuit.calibration
     gates = circuit.gates(model.cfg)
     base = pruner.loss(pruner.test, gates)
-    gates[f"{node['layer']}.{node['location']}"][node["index"]] = 0
+    site = f"{node['layer']}.{node['location']}"
+    gates[site][node["index"]] = 0
     assert node["ablation_effect"] == pytest.approx(pruner.loss(pruner.test, gates) - base, rel=1e-3, abs=1e-4)
     # activations over the task prompts are the full model's own
     tokens = torch.tensor([model.tokenizer.encode("".join(m["prompts"][0]["tokens"]))])
-    _, cache = model.run_with_cache(tokens, [f"{node['layer']}.{node['location']}"])
+    _, cache = model.run_with_cache(tokens, [site])
     got = torch.tensor(node["acts"][0])
-    assert torch.allclose(got, cache[f"{node['layer']}.{node['location']}"][0, :, node["index"]], rtol=6e-3, atol=1e-3)  # 3 digits kept
+    assert torch.allclose(got, cache[site][0, :, node["index"]], rtol=6e-3, atol=1e-3)  # 3 digits kept
     # flow links go from earlier to later positions and the grid lights only components with kept nodes
     for layer in m["flow"][0]:
         assert all(j < i and 0 < w <= 1 for i, j, w in layer)

@@ -118,7 +118,8 @@ class Circuit:
                 raise UserError(f"{source}: node site {site!r} is not one of this model's sites")
             beyond = [c for c in chans if c >= sites[site]]
             if beyond:
-                raise UserError(f"{source}: node {node_name(site, beyond[0])} is out of range (the site has {sites[site]} channels)")
+                raise UserError(f"{source}: node {node_name(site, beyond[0])} is out of range "
+                                f"(the site has {sites[site]} channels)")
 
     def ablated_model(self, model, means: dict[str, torch.Tensor] | None = None) -> "AblatedModel":
         """`model` running with every node outside the circuit ablated (mean, or zero without means)."""

@@ -11,12 +11,12 @@ from pathlib import Path
 
 
 from .. import api, viz
-from ..demo import run_demo
 from ..atomic import atomic_write_json, refuse_dirs, refuse_file
 from ..circuits import prune, search
 from ..circuits.circuit import CIRCUIT_FILE
 from ..circuits.export import FORMATS
 from ..data.corpus import build_corpus
+from ..demo import run_demo
 from ..errors import UserError
 from ..frontier import model_activations, run_sweep, save_activations, sweep_config
 from ..frontier.activations import FIGURE_FILE, REPORT_FILE, SETS

@@ -67,7 +67,8 @@ def attention_mask(cfg: ModelConfig) -> torch.Tensor:
 
 
 class Attention(nn.Module):
-    """Multi-head attention (causal unless `cfg.causal` is off) with decoupled d_head and an optional per-head sink logit."""
+    """Multi-head attention (causal unless `cfg.causal` is off) with decoupled d_head and an optional
+    per-head sink logit."""
 
     def __init__(self, cfg: ModelConfig, layer: int, hooks: HookPoints):
         super().__init__()
